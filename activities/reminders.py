@@ -1,0 +1,72 @@
+"""The activities the reminder workflows run: send a text, mirror the state, record an opt-out."""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.providers import Provider, ProviderError
+from activities.store import Store
+from activities.texts import Texts
+from workflows.models import OpenReminders, OptOutChange, Purpose, ReminderState, SendRequest, SendResult
+
+log = logging.getLogger("reminders.activities")
+
+# Answers to carrier keywords go out even to an opted-out number; everything else is held back.
+_SENT_WHEN_OPTED_OUT = frozenset({Purpose.OPT_OUT, Purpose.OPT_IN, Purpose.HELP})
+
+
+class ReminderActivities:
+    def __init__(self, store: Store, provider: Provider, texts: Texts) -> None:
+        self._store = store
+        self._provider = provider
+        self._texts = texts
+
+    @activity.defn
+    async def send_message(self, request: SendRequest) -> SendResult:
+        number = request.contact_number
+        # Checked right before sending, so a STOP that lands at notify time is still honoured.
+        if request.purpose not in _SENT_WHEN_OPTED_OUT and await self._store.is_opted_out(number):
+            log.info("not sending %s to opted-out %s", request.purpose.value, number)
+            return SendResult(delivered_to_provider=False, opted_out=True)
+        body = self._texts.render(
+            request.purpose,
+            appt_user_dt=request.appt_user_dt,
+            location=request.location,
+            participant=request.participant,
+            language=request.language,
+        )
+        already = await self._store.claim_send(
+            key=request.key,
+            reminder_id=request.reminder_id,
+            contact_number=number,
+            purpose=request.purpose.value,
+            body=body,
+            provider=self._provider.name,
+        )
+        if already is not None:
+            log.info("%s was sent before as %s; not sending again", request.key, already)
+            return SendResult(delivered_to_provider=True, provider_id=already)
+        try:
+            provider_id = await self._provider.send(number, body)
+        except ProviderError as err:
+            if err.opted_out:
+                await self._store.set_opt_out(number, True)
+                return SendResult(delivered_to_provider=False, opted_out=True)
+            if err.retryable:
+                raise
+            raise ApplicationError(str(err), type="ProviderRefused", non_retryable=True) from err
+        await self._store.complete_send(request.key, provider_id)
+        log.info("sent %s for reminder %s as %s", request.purpose.value, request.reminder_id, provider_id)
+        return SendResult(delivered_to_provider=True, provider_id=provider_id)
+
+    @activity.defn
+    async def mirror_state(self, state: ReminderState) -> None:
+        await self._store.upsert_state(state)
+
+    @activity.defn
+    async def set_opt_out(self, change: OptOutChange) -> OpenReminders:
+        await self._store.set_opt_out(change.contact_number, change.opted_out)
+        return OpenReminders(reminder_ids=await self._store.open_reminders(change.contact_number))

@@ -1,0 +1,265 @@
+"""The PostgreSQL mirror: every reminder's state and every message, for listing and reporting.
+
+All SQL of the service lives here. Temporal is the source of truth; rows follow the workflows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from workflows.models import OPEN_STATUSES, ReminderState, Status
+
+MIGRATION_LOCK = 0x5E3D_0001
+
+_STATE_COLUMNS = (
+    "reminder_id, contact_number, appointment, appt_user_dt, notify_times, timezone, location, participant,"
+    " language, status, reminder_sent, will_attend, confirm_sent, sent_at, seq"
+)
+_STATE_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15"
+
+
+def _state_args(state: ReminderState) -> tuple[Any, ...]:
+    return (
+        state.reminder_id,
+        state.contact_number,
+        state.appointment,
+        state.appt_user_dt,
+        state.notify_times,
+        state.timezone,
+        state.location,
+        state.participant,
+        state.language,
+        state.status.value,
+        state.reminder_sent,
+        state.will_attend,
+        state.confirm_sent,
+        state.sent_at,
+        state.seq,
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[asyncpg.Record]
+    next_after: tuple[datetime, str] | None
+
+
+async def create_pool(dsn: str, *, min_size: int = 0, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=10)
+    assert pool is not None
+    return pool
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def migrate(self) -> list[str]:
+        """Applies the migrations not yet applied, one transaction each; safe to run from many processes."""
+        applied: list[str] = []
+        scripts = sorted(
+            (
+                f
+                for f in resources.files("activities").joinpath("migrations").iterdir()
+                if f.name.endswith(".sql")
+            ),
+            key=lambda f: f.name,
+        )
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations"
+                    " (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                for script in scripts:
+                    if script.name in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(script.read_text())
+                        await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", script.name)
+                    applied.append(script.name)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        return applied
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    # Reminders
+
+    async def insert_new(self, state: ReminderState) -> None:
+        """The API's first row, so a reminder is readable the moment it is created; the workflow's own
+        writes carry higher sequence numbers and win."""
+        await self.pool.execute(
+            f"INSERT INTO reminders ({_STATE_COLUMNS}) VALUES ({_STATE_VALUES})"
+            " ON CONFLICT (reminder_id) DO NOTHING",
+            *_state_args(state),
+        )
+
+    async def upsert_state(self, state: ReminderState) -> bool:
+        """Writes the workflow's state unless a newer one is already there. True when it was written."""
+        status = await self.pool.execute(
+            f"INSERT INTO reminders ({_STATE_COLUMNS}) VALUES ({_STATE_VALUES})"
+            " ON CONFLICT (reminder_id) DO UPDATE SET"
+            " contact_number = EXCLUDED.contact_number, appointment = EXCLUDED.appointment,"
+            " appt_user_dt = EXCLUDED.appt_user_dt, notify_times = EXCLUDED.notify_times,"
+            " timezone = EXCLUDED.timezone, location = EXCLUDED.location,"
+            " participant = EXCLUDED.participant, language = EXCLUDED.language, status = EXCLUDED.status,"
+            " reminder_sent = EXCLUDED.reminder_sent, will_attend = EXCLUDED.will_attend,"
+            " confirm_sent = EXCLUDED.confirm_sent, sent_at = EXCLUDED.sent_at, seq = EXCLUDED.seq,"
+            " updated_at = now()"
+            " WHERE reminders.seq < EXCLUDED.seq",
+            *_state_args(state),
+        )
+        return status.endswith(" 1")
+
+    async def forget(self, reminder_id: str) -> None:
+        """Removes a row whose workflow could not be started."""
+        await self.pool.execute("DELETE FROM reminders WHERE reminder_id = $1 AND seq = 0", reminder_id)
+
+    async def mark_deleted(self, reminder_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE reminders SET deleted_at = now() WHERE reminder_id = $1 AND deleted_at IS NULL",
+            reminder_id,
+        )
+
+    async def get(self, reminder_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT * FROM reminders WHERE reminder_id = $1 AND deleted_at IS NULL", reminder_id
+        )
+
+    async def list(
+        self,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+        status: str | None = None,
+        contact_number: str | None = None,
+    ) -> Page:
+        where = ["deleted_at IS NULL"]
+        args: list[Any] = []
+        if status is not None:
+            args.append(status)
+            where.append(f"status = ${len(args)}")
+        if contact_number is not None:
+            args.append(contact_number)
+            where.append(f"contact_number = ${len(args)}")
+        if after is not None:
+            args.extend(after)
+            where.append(f"(appointment, reminder_id) > (${len(args) - 1}, ${len(args)})")
+        args.append(limit + 1)
+        rows = await self.pool.fetch(
+            f"SELECT * FROM reminders WHERE {' AND '.join(where)}"
+            f" ORDER BY appointment, reminder_id LIMIT ${len(args)}",
+            *args,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if more else None
+        return Page(rows=rows, next_after=(last["appointment"], last["reminder_id"]) if last else None)
+
+    async def open_reminders(self, contact_number: str) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT reminder_id FROM reminders WHERE contact_number = $1 AND deleted_at IS NULL"
+            " AND status = ANY($2::text[]) AND appointment > now()",
+            contact_number,
+            [s.value for s in OPEN_STATUSES],
+        )
+        return [r["reminder_id"] for r in rows]
+
+    async def route_reply(self, contact_number: str) -> str | None:
+        """The sender's reminder sent most recently whose appointment has not begun."""
+        return await self.pool.fetchval(
+            "SELECT reminder_id FROM reminders WHERE contact_number = $1 AND sent_at IS NOT NULL"
+            " AND deleted_at IS NULL AND appointment > now() AND status <> ALL($2::text[])"
+            " ORDER BY sent_at DESC LIMIT 1",
+            contact_number,
+            [Status.OPTED_OUT.value, Status.FAILED.value, Status.DELETED.value],
+        )
+
+    # Opt-outs
+
+    async def is_opted_out(self, contact_number: str) -> bool:
+        return bool(
+            await self.pool.fetchval(
+                "SELECT opted_out FROM opt_outs WHERE contact_number = $1", contact_number
+            )
+        )
+
+    async def set_opt_out(self, contact_number: str, opted_out: bool) -> None:
+        await self.pool.execute(
+            "INSERT INTO opt_outs (contact_number, opted_out) VALUES ($1, $2)"
+            " ON CONFLICT (contact_number) DO UPDATE SET opted_out = EXCLUDED.opted_out, updated_at = now()",
+            contact_number,
+            opted_out,
+        )
+
+    # Messages
+
+    async def claim_send(
+        self,
+        *,
+        key: str,
+        reminder_id: str | None,
+        contact_number: str,
+        purpose: str,
+        body: str,
+        provider: str,
+    ) -> str | None:
+        """Records an outbound message before it is sent. Answers the provider id if it was sent already."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO messages (reminder_id, contact_number, direction, purpose, body, provider, send_key)"
+                " VALUES ($1, $2, 'outbound', $3, $4, $5, $6) ON CONFLICT (send_key) DO NOTHING",
+                reminder_id,
+                contact_number,
+                purpose,
+                body,
+                provider,
+                key,
+            )
+            return await conn.fetchval("SELECT provider_id FROM messages WHERE send_key = $1", key)
+
+    async def complete_send(self, key: str, provider_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE messages SET provider_id = $2, at = now() WHERE send_key = $1", key, provider_id
+        )
+
+    async def record_inbound(
+        self, *, provider: str, provider_id: str, contact_number: str, body: str, reminder_id: str | None
+    ) -> bool:
+        """Stores a received text; False when this provider message was stored before."""
+        status = await self.pool.execute(
+            "INSERT INTO messages (reminder_id, contact_number, direction, body, provider, provider_id)"
+            " VALUES ($1, $2, 'inbound', $3, $4, $5)"
+            " ON CONFLICT (provider, provider_id) WHERE direction = 'inbound' DO NOTHING",
+            reminder_id,
+            contact_number,
+            body,
+            provider,
+            provider_id,
+        )
+        return status.endswith(" 1")
+
+    async def record_delivery(self, provider_id: str, delivery_status: str) -> bool:
+        status = await self.pool.execute(
+            "UPDATE messages SET delivery_status = $2, delivery_at = now()"
+            " WHERE provider_id = $1 AND direction = 'outbound'",
+            provider_id,
+            delivery_status,
+        )
+        return not status.endswith(" 0")
+
+    async def messages(self, reminder_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM messages WHERE reminder_id = $1 AND (direction = 'inbound' OR provider_id IS NOT NULL)"
+            " ORDER BY at, id",
+            reminder_id,
+        )

@@ -1,0 +1,53 @@
+"""The FastAPI application: `uvicorn --factory api.main:serve`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.routes import health, reminders, webhooks
+from settings import Settings, get_settings
+from stack.logs import setup_logging
+
+log = logging.getLogger("reminders.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services(settings)
+        app.state.services = services
+        if not settings.api_key_list:
+            log.warning("API_KEYS is not set: the /reminder API is open to anyone who can reach it")
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="SMS appointment reminders",
+        version="0.1.0",
+        description="Schedule appointment reminders by SMS, understand the replies, honour STOP.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(reminders.router)
+    app.include_router(webhooks.router)
+    return app
+
+
+def serve() -> FastAPI:
+    """The factory uvicorn calls: `uvicorn --factory api.main:serve`."""
+    settings = get_settings()
+    setup_logging(settings)
+    return create_app(settings)

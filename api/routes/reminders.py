@@ -1,0 +1,220 @@
+"""`/reminder`: create, read, list and delete reminders (the seed's API, plus status and messages)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import SettingsDep, StoreDep, TemporalDep, require_api_key
+from api.errors import ApiError, Unavailable
+from api.schemas import (
+    CREATE_REMINDER_BODY,
+    CreatedReminder,
+    DeletedReminder,
+    MessageList,
+    Reminder,
+    ReminderList,
+)
+from api.validation import InvalidInput, parse_new_reminder
+from workflows.models import ReminderInput, ReminderState, Status, workflow_id
+from workflows.reminder import (
+    APPOINTMENT_TIME,
+    CONTACT_NUMBER,
+    NOTIFY_TIME,
+    REMINDER_STATUS,
+    ReminderWorkflow,
+)
+
+log = logging.getLogger("reminders.api")
+router = APIRouter(prefix="/reminder", tags=["reminders"], dependencies=[Depends(require_api_key)])
+
+SYS_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
+LIST_LIMIT_DEFAULT = 100
+LIST_LIMIT_MAX = 1000
+LISTED_STATUSES = sorted(s.value for s in Status if s is not Status.DELETED)
+
+
+def _sys_dt(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime(SYS_DT_FORMAT) if value is not None else None
+
+
+def reminder_view(row: asyncpg.Record) -> dict[str, Any]:
+    notify_times = list(row["notify_times"])
+    return {
+        "reminder_id": row["reminder_id"],
+        "contact_number": row["contact_number"],
+        "appt_user_dt": row["appt_user_dt"],
+        "appt_sys_dt": _sys_dt(row["appointment"]),
+        "notify_sys_dt": _sys_dt(notify_times[0]) if notify_times else None,
+        "notify_sys_dts": [_sys_dt(t) for t in notify_times],
+        "location": row["location"],
+        "participant": row["participant"],
+        "timezone": row["timezone"],
+        "language": row["language"],
+        "reminder_sent": row["reminder_sent"],
+        "will_attend": row["will_attend"],
+        "confirm_sent": row["confirm_sent"],
+        "status": row["status"],
+    }
+
+
+def initial_state(inp: ReminderInput) -> ReminderState:
+    return ReminderState(
+        reminder_id=inp.reminder_id,
+        contact_number=inp.contact_number,
+        appointment=inp.appointment,
+        appt_user_dt=inp.appt_user_dt,
+        notify_times=inp.notify_times(),
+        timezone=inp.timezone,
+        location=inp.location,
+        participant=inp.participant,
+        language=inp.language,
+    )
+
+
+def summary_of(inp: ReminderInput) -> str:
+    where = inp.timezone or "UTC offset as given"
+    parts = [f"{inp.contact_number}", f"{inp.appt_user_dt} ({where})"]
+    if inp.location:
+        parts.append(f"at {inp.location}")
+    if inp.participant:
+        parts.append(f"with {inp.participant}")
+    return " · ".join(parts)
+
+
+def search_attributes_of(inp: ReminderInput) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(CONTACT_NUMBER, inp.contact_number),
+            SearchAttributePair(REMINDER_STATUS, Status.SCHEDULED.value),
+            SearchAttributePair(APPOINTMENT_TIME, inp.appointment),
+            SearchAttributePair(NOTIFY_TIME, inp.notify_times()[0]),
+        ]
+    )
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise InvalidInput("body", "must be a JSON object (UTF-8)") from err
+
+
+@router.post("", response_model=CreatedReminder, openapi_extra=CREATE_REMINDER_BODY)
+async def create_reminder(
+    request: Request, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
+) -> dict[str, str]:
+    new = parse_new_reminder(await read_json(request), datetime.now(UTC))
+    inp = new.to_input()
+    await store.insert_new(initial_state(inp))
+    try:
+        await temporal.start_workflow(
+            ReminderWorkflow.run,
+            inp,
+            id=workflow_id(inp.reminder_id),
+            task_queue=settings.task_queue,
+            search_attributes=search_attributes_of(inp),
+            static_summary=summary_of(inp),
+        )
+    except (RPCError, RuntimeError) as err:
+        log.warning("could not start reminder %s: %s", inp.reminder_id, err)
+        await store.forget(inp.reminder_id)
+        raise Unavailable("Temporal") from err
+    log.info("created reminder %s", inp.reminder_id, extra={"reminder_id": inp.reminder_id})
+    return {
+        "reminder_id": inp.reminder_id,
+        "message": f"Successfully created a reminder with id {inp.reminder_id}.",
+    }
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        appointment, reminder_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(appointment), str(reminder_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as err:
+        raise InvalidInput("cursor", "is not a cursor this API gave out") from err
+
+
+def _encode_cursor(after: tuple[datetime, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps([after[0].isoformat(), after[1]]).encode()).decode()
+
+
+@router.get("", response_model=ReminderList)
+async def list_reminders(
+    store: StoreDep,
+    limit: int = Query(LIST_LIMIT_DEFAULT, description=f"1 to {LIST_LIMIT_MAX}"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    status: str | None = Query(None, description=", ".join(LISTED_STATUSES)),
+    contact_number: str | None = Query(None, description="digits, as the API returns them"),
+) -> dict[str, Any]:
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise InvalidInput("limit", f"must be between 1 and {LIST_LIMIT_MAX}")
+    if status is not None and status not in LISTED_STATUSES:
+        raise InvalidInput("status", f"must be one of {', '.join(LISTED_STATUSES)}")
+    if contact_number is not None:
+        contact_number = contact_number.strip().lstrip("+")
+    page = await store.list(
+        limit=limit,
+        after=_decode_cursor(cursor) if cursor else None,
+        status=status,
+        contact_number=contact_number,
+    )
+    body: dict[str, Any] = {"reminders": [reminder_view(r) for r in page.rows]}
+    if page.next_after is not None:
+        body["next_cursor"] = _encode_cursor(page.next_after)
+    return body
+
+
+async def _existing(store: StoreDep, reminder_id: str) -> asyncpg.Record:
+    row = await store.get(reminder_id)
+    if row is None:
+        raise ApiError(404, "unknown reminder id")
+    return row
+
+
+@router.get("/{reminder_id}", response_model=Reminder)
+async def get_reminder(reminder_id: str, store: StoreDep) -> dict[str, Any]:
+    return reminder_view(await _existing(store, reminder_id))
+
+
+@router.get("/{reminder_id}/messages", response_model=MessageList)
+async def get_messages(reminder_id: str, store: StoreDep) -> dict[str, Any]:
+    await _existing(store, reminder_id)
+    return {
+        "messages": [
+            {
+                "direction": m["direction"],
+                "body": m["body"],
+                "provider_id": m["provider_id"],
+                "at": m["at"].astimezone(UTC).isoformat(),
+                "delivery_status": m["delivery_status"],
+                "purpose": m["purpose"],
+            }
+            for m in await store.messages(reminder_id)
+        ]
+    }
+
+
+@router.delete("/{reminder_id}", response_model=DeletedReminder)
+async def delete_reminder(reminder_id: str, store: StoreDep, temporal: TemporalDep) -> dict[str, str]:
+    await _existing(store, reminder_id)
+    handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
+    try:
+        await handle.cancel()
+    except RPCError as err:
+        # A reminder whose workflow already ended has nothing left to stop.
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+    await store.mark_deleted(reminder_id)
+    log.info("deleted reminder %s", reminder_id, extra={"reminder_id": reminder_id})
+    return {"reminder_id": reminder_id, "message": f"Successfully deleted reminder with id {reminder_id}."}

@@ -1,0 +1,240 @@
+"""Inbound texts and delivery receipts from the SMS providers. Each signals the workflow it concerns."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.store import Store
+from api.deps import SettingsDep, StoreDep, TemporalDep
+from api.errors import ApiError
+from api.routes.reminders import read_json
+from api.validation import InvalidInput, parse_contact_number
+from settings import Settings
+from workflows.intents import keyword_of
+from workflows.models import KEYWORD_WORKFLOW_ID_PREFIX, KeywordInput, Reply, workflow_id
+from workflows.reminder import KeywordWorkflow, ReminderWorkflow
+
+log = logging.getLogger("reminders.webhooks")
+router = APIRouter(tags=["webhooks"])
+
+MAX_ADDRESS = 18
+MAX_BODY = 2000
+MAX_PROVIDER_ID = 200
+
+
+def require_webhook_token(
+    settings: SettingsDep,
+    token: Annotated[str | None, Query(description="WEBHOOK_TOKEN, if set")] = None,
+    x_webhook_token: Annotated[str | None, Header()] = None,
+) -> None:
+    expected = settings.webhook_token
+    if not expected:
+        return
+    given = (token or x_webhook_token or "").encode()
+    if not hmac.compare_digest(given, expected.encode()):
+        raise ApiError(401, "a valid webhook token is required (?token= or X-Webhook-Token)")
+
+
+def _text(container: dict[str, Any], field: str, limit: int, *, where: str = "") -> str:
+    value = container.get(field)
+    name = f"{where}{field}"
+    if not isinstance(value, str):
+        raise InvalidInput(name, "is required and must be a string")
+    if len(value) > limit:
+        raise InvalidInput(name, f"must be at most {limit} characters")
+    if "\x00" in value:
+        raise InvalidInput(name, "must not contain NUL characters")
+    return value
+
+
+def _sender(value: str, field: str) -> str:
+    text = value.strip()
+    if not text.startswith("+") and not (len(text) == 11 and text.startswith("1")):
+        text = "+" + text
+    return parse_contact_number(text, field)
+
+
+async def handle_inbound(
+    *,
+    provider: str,
+    provider_id: str,
+    sender: str,
+    body: str,
+    store: Store,
+    temporal: Client,
+    settings: Settings,
+) -> str:
+    """Routes one received text; answers what was done with it."""
+    keyword = keyword_of(body)
+    if keyword is not None:
+        await store.record_inbound(
+            provider=provider, provider_id=provider_id, contact_number=sender, body=body, reminder_id=None
+        )
+        try:
+            # One workflow per provider message: a webhook delivered again has no further effect.
+            await temporal.start_workflow(
+                KeywordWorkflow.run,
+                KeywordInput(
+                    contact_number=sender, keyword=keyword.value, message_id=f"{provider}:{provider_id}"
+                ),
+                id=f"{KEYWORD_WORKFLOW_ID_PREFIX}{provider}-{provider_id}",
+                task_queue=settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=f"{keyword.value} from {sender}",
+            )
+        except WorkflowAlreadyStartedError:
+            return "duplicate"
+        return keyword.value
+    reminder_id = await store.route_reply(sender)
+    await store.record_inbound(
+        provider=provider, provider_id=provider_id, contact_number=sender, body=body, reminder_id=reminder_id
+    )
+    if reminder_id is None:
+        log.info("text from %s matches no open reminder", sender)
+        return "unmatched"
+    handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
+    try:
+        await handle.signal(
+            ReminderWorkflow.reply,
+            Reply(message_id=f"{provider}:{provider_id}", body=body, received_at=datetime.now(UTC)),
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return "closed"
+    log.info("reply routed to reminder %s", reminder_id, extra={"reminder_id": reminder_id})
+    return "routed"
+
+
+@router.post("/", dependencies=[Depends(require_webhook_token)])
+async def seed_inbound(
+    request: Request, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
+) -> dict[str, str]:
+    """The seed's inbound format: `{"to": ..., "from": ..., "body": ...}`."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    _text(data, "to", MAX_ADDRESS)
+    sender = _sender(_text(data, "from", MAX_ADDRESS), "from")
+    body = _text(data, "body", MAX_BODY)
+    message_id = data.get("id")
+    if message_id is not None and (not isinstance(message_id, str) or len(message_id) > MAX_PROVIDER_ID):
+        raise InvalidInput("id", f"must be a string of at most {MAX_PROVIDER_ID} characters")
+    outcome = await handle_inbound(
+        provider="seed",
+        provider_id=message_id or uuid.uuid4().hex,
+        sender=sender,
+        body=body,
+        store=store,
+        temporal=temporal,
+        settings=settings,
+    )
+    return {"message": outcome}
+
+
+def _jsonapi_data(data: Any) -> tuple[str, dict[str, Any]]:
+    if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+        raise InvalidInput("data", "must be a JSON:API object with data")
+    inner = data["data"]
+    message_id = inner.get("id")
+    if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_PROVIDER_ID:
+        raise InvalidInput("data.id", "is required and must be a string")
+    attributes = inner.get("attributes")
+    if not isinstance(attributes, dict):
+        raise InvalidInput("data.attributes", "is required and must be an object")
+    return message_id, attributes
+
+
+@router.post("/webhooks/flowroute", dependencies=[Depends(require_webhook_token)])
+async def flowroute_inbound(
+    request: Request, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
+) -> dict[str, str]:
+    """Flowroute's v2.1 inbound message callback."""
+    message_id, attributes = _jsonapi_data(await read_json(request))
+    _text(attributes, "to", MAX_ADDRESS, where="data.attributes.")
+    sender = _sender(_text(attributes, "from", MAX_ADDRESS, where="data.attributes."), "data.attributes.from")
+    body = _text(attributes, "body", MAX_BODY, where="data.attributes.")
+    outcome = await handle_inbound(
+        provider="flowroute",
+        provider_id=message_id,
+        sender=sender,
+        body=body,
+        store=store,
+        temporal=temporal,
+        settings=settings,
+    )
+    return {"message": outcome}
+
+
+@router.post("/webhooks/flowroute/dlr", dependencies=[Depends(require_webhook_token)])
+async def flowroute_delivery_receipt(request: Request, store: StoreDep) -> dict[str, str]:
+    """Flowroute's delivery receipt: `data.id` is the message, `data.attributes.status` its fate."""
+    message_id, attributes = _jsonapi_data(await read_json(request))
+    status = _text(attributes, "status", 64, where="data.attributes.")
+    found = await store.record_delivery(message_id, status)
+    return {"message": "recorded" if found else "unknown message"}
+
+
+def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
+    """Twilio's request signature: HMAC-SHA1 over the URL and the sorted POST parameters, base64."""
+    payload = url + "".join(f"{k}{params[k]}" for k in sorted(params))
+    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _public_url(request: Request, settings: Settings) -> str:
+    if settings.public_url:
+        base = settings.public_url.rstrip("/")
+        query = f"?{request.url.query}" if request.url.query else ""
+        return f"{base}{request.url.path}{query}"
+    return str(request.url)
+
+
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+@router.post("/webhooks/twilio")
+async def twilio_inbound(
+    request: Request,
+    store: StoreDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    x_twilio_signature: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Twilio's incoming message webhook (form-encoded), its X-Twilio-Signature checked."""
+    if not settings.twilio_auth_token:
+        raise ApiError(403, "Twilio webhooks are not configured (TWILIO_AUTH_TOKEN is not set)")
+    try:
+        form = await request.form()
+    except Exception as err:  # noqa: BLE001 - any unreadable form is the caller's fault
+        raise InvalidInput("body", "must be form-encoded") from err
+    params = {k: v for k, v in form.items() if isinstance(v, str)}
+    expected = twilio_signature(settings.twilio_auth_token, _public_url(request, settings), params)
+    if not x_twilio_signature or not hmac.compare_digest(expected, x_twilio_signature):
+        raise ApiError(403, "X-Twilio-Signature is missing or wrong")
+    sid = _text(params, "MessageSid", MAX_PROVIDER_ID)
+    sender = _sender(_text(params, "From", MAX_ADDRESS), "From")
+    body = _text(params, "Body", MAX_BODY)
+    await handle_inbound(
+        provider="twilio",
+        provider_id=sid,
+        sender=sender,
+        body=body,
+        store=store,
+        temporal=temporal,
+        settings=settings,
+    )
+    return Response(TWIML_EMPTY, media_type="text/xml")

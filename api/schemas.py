@@ -1,0 +1,77 @@
+"""Shapes of requests and answers, for the OpenAPI document at /docs. Input is checked in validation.py."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ReminderRequest(BaseModel):
+    contact_number: str | int = Field(description="1XXXXXXXXXX, or E.164 such as +442071234567")
+    appointment_time: str = Field(
+        description="ISO 8601 with a UTC offset (2026-12-01T09:30-0500), or a wall time with `timezone`"
+    )
+    notify_window: int | str | None = Field(None, description="hours before the appointment, 0 to 8760")
+    notify_windows: list[int] | None = Field(
+        None, description="up to 5 distinct windows, instead of notify_window"
+    )
+    location: str | None = Field(None, max_length=128)
+    participant: str | None = Field(None, max_length=256)
+    timezone: str | None = Field(None, description="IANA name, e.g. America/New_York")
+    language: str | None = Field(None, description="arrow locale for the date in the message, e.g. fr")
+
+
+CREATE_REMINDER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ReminderRequest.model_json_schema()}},
+    }
+}
+
+
+class CreatedReminder(BaseModel):
+    reminder_id: str
+    message: str
+
+
+class DeletedReminder(BaseModel):
+    reminder_id: str
+    message: str
+
+
+class Reminder(BaseModel):
+    reminder_id: str
+    contact_number: str
+    appt_user_dt: str
+    appt_sys_dt: str
+    notify_sys_dt: str | None
+    notify_sys_dts: list[str | None]
+    location: str | None
+    participant: str | None
+    timezone: str | None
+    language: str | None
+    reminder_sent: bool
+    will_attend: bool | None
+    confirm_sent: bool
+    status: str
+
+
+class ReminderList(BaseModel):
+    reminders: list[Reminder]
+    next_cursor: str | None = None
+
+
+class Message(BaseModel):
+    direction: str
+    body: str
+    provider_id: str | None
+    at: str
+    delivery_status: str | None
+    purpose: str | None
+
+
+class MessageList(BaseModel):
+    messages: list[Message]
+
+
+class ErrorMessage(BaseModel):
+    message: str

@@ -1,0 +1,207 @@
+"""Reading a new reminder from a client's JSON. Every rule names the field it is about."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from arrow.locales import get_locale
+
+from workflows.models import ReminderInput
+
+MAX_NOTIFY_WINDOW = 8760
+MAX_NOTIFY_WINDOWS = 5
+MAX_LOCATION = 128
+MAX_PARTICIPANT = 256
+USER_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+_APPOINTMENT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]\d{2}(?::?\d{2})?)?$")
+_DIGITS = re.compile(r"^\d+$")
+
+
+class InvalidInput(ValueError):
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+def parse_contact_number(value: Any, field: str = "contact_number") -> str:
+    """11 digits starting with 1 (the seed's form) or E.164; answered as digits without `+`."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput(field, "must be a string or an integer")
+    text = str(value).strip()
+    if text.startswith("+"):
+        digits = text[1:]
+        if not _DIGITS.match(digits) or not 8 <= len(digits) <= 15 or digits.startswith("0"):
+            raise InvalidInput(field, "must be E.164: '+' and 8 to 15 digits")
+        return digits
+    if not _DIGITS.match(text) or len(text) != 11 or not text.startswith("1"):
+        raise InvalidInput(field, "must be 11 digits in the form 1XXXXXXXXXX, or E.164 such as +442071234567")
+    return text
+
+
+def _parse_offset(text: str) -> timezone:
+    if text == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    if hours > 14 or minutes > 59:
+        raise InvalidInput("appointment_time", f"has an impossible UTC offset {text}")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def parse_timezone(value: Any) -> ZoneInfo | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise InvalidInput("timezone", "must be an IANA time zone name such as America/New_York")
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise InvalidInput("timezone", f"{value!r} is not a known IANA time zone") from err
+
+
+def _wall_time_in(zone: ZoneInfo, wall: datetime) -> datetime:
+    """Reads a wall time in a zone: a time skipped by daylight saving is refused, a repeated one is the first."""
+    local = wall.replace(tzinfo=zone, fold=0)
+    round_trip = local.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    if round_trip != wall:
+        raise InvalidInput(
+            "appointment_time", f"{wall:%Y-%m-%d %H:%M} does not exist in {zone.key} (the clocks skip it)"
+        )
+    return local
+
+
+def parse_appointment(value: Any, zone: ZoneInfo | None) -> tuple[datetime, str]:
+    """The appointment as aware UTC, and its wall time where the client said it is."""
+    if not isinstance(value, str):
+        raise InvalidInput("appointment_time", "must be an ISO 8601 string such as 2026-12-01T09:30-0500")
+    match = _APPOINTMENT.match(value.strip())
+    if not match:
+        raise InvalidInput(
+            "appointment_time", "must be ISO 8601 with minutes or seconds, such as 2026-12-01T09:30-0500"
+        )
+    year, month, day, hour, minute, second, offset = match.groups()
+    try:
+        wall = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
+    except ValueError as err:
+        raise InvalidInput("appointment_time", f"is not a real date and time ({err})") from err
+    if offset is not None:
+        aware = wall.replace(tzinfo=_parse_offset(offset))
+        shown = aware.astimezone(zone) if zone is not None else aware
+    elif zone is not None:
+        aware = _wall_time_in(zone, wall)
+        shown = aware
+    else:
+        raise InvalidInput("timezone", "is required when appointment_time has no UTC offset")
+    return aware.astimezone(UTC), shown.strftime(USER_DT_FORMAT)
+
+
+def parse_window(value: Any, field: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(field, "must be a whole number of hours")
+    if isinstance(value, str) and _DIGITS.match(value.strip()):
+        value = int(value.strip())
+    if not isinstance(value, int):
+        raise InvalidInput(field, "must be a whole number of hours")
+    if not 0 <= value <= MAX_NOTIFY_WINDOW:
+        raise InvalidInput(field, f"must be between 0 and {MAX_NOTIFY_WINDOW} hours")
+    return value
+
+
+def parse_windows(body: dict[str, Any]) -> list[int]:
+    single = body.get("notify_window")
+    several = body.get("notify_windows")
+    if single is None and several is None:
+        raise InvalidInput("notify_window", "is required")
+    if single is not None and several is not None:
+        raise InvalidInput("notify_windows", "give notify_window or notify_windows, not both")
+    if single is not None:
+        return [parse_window(single, "notify_window")]
+    if not isinstance(several, list) or not several:
+        raise InvalidInput("notify_windows", "must be a list of whole hours")
+    if len(several) > MAX_NOTIFY_WINDOWS:
+        raise InvalidInput("notify_windows", f"may hold at most {MAX_NOTIFY_WINDOWS} windows")
+    windows = [parse_window(w, "notify_windows") for w in several]
+    if len(set(windows)) != len(windows):
+        raise InvalidInput("notify_windows", "must not repeat a window")
+    return sorted(windows, reverse=True)
+
+
+def parse_text(body: dict[str, Any], field: str, limit: int) -> str | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a string")
+    if "\x00" in value:
+        raise InvalidInput(field, "must not contain NUL characters")
+    if len(value) > limit:
+        raise InvalidInput(field, f"must be at most {limit} characters")
+    return value or None
+
+
+def parse_language(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise InvalidInput("language", "must be an arrow locale name such as en_us or fr")
+    try:
+        get_locale(value)
+    except (ValueError, KeyError) as err:
+        raise InvalidInput("language", f"{value!r} is not a locale arrow knows") from err
+    return value.lower()
+
+
+@dataclass(frozen=True)
+class NewReminder:
+    contact_number: str
+    appointment: datetime
+    appt_user_dt: str
+    notify_windows: list[int]
+    timezone: str | None
+    location: str | None
+    participant: str | None
+    language: str | None
+
+    def to_input(self, reminder_id: str | None = None) -> ReminderInput:
+        return ReminderInput(
+            reminder_id=reminder_id or uuid.uuid4().hex,
+            contact_number=self.contact_number,
+            appointment=self.appointment,
+            appt_user_dt=self.appt_user_dt,
+            notify_windows=list(self.notify_windows),
+            timezone=self.timezone,
+            location=self.location,
+            participant=self.participant,
+            language=self.language,
+        )
+
+
+def parse_new_reminder(body: Any, now: datetime) -> NewReminder:
+    if not isinstance(body, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    for required in ("contact_number", "appointment_time"):
+        if body.get(required) is None:
+            raise InvalidInput(required, "is required")
+    contact = parse_contact_number(body["contact_number"])
+    zone = parse_timezone(body.get("timezone"))
+    appointment, user_dt = parse_appointment(body["appointment_time"], zone)
+    windows = parse_windows(body)
+    if appointment <= now:
+        raise InvalidInput("appointment_time", "is in the past")
+    return NewReminder(
+        contact_number=contact,
+        appointment=appointment,
+        appt_user_dt=user_dt,
+        notify_windows=windows,
+        timezone=zone.key if zone is not None else None,
+        location=parse_text(body, "location", MAX_LOCATION),
+        participant=parse_text(body, "participant", MAX_PARTICIPANT),
+        language=parse_language(body.get("language")),
+    )

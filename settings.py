@@ -1,0 +1,112 @@
+"""Every setting of the service, read from the environment (and a `.env` file) once, on first use."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REMINDER = (
+    "[{org}]\nYou have an appointment on {when}{context}. Please reply 'Yes' to confirm, or 'No' to cancel."
+)
+DEFAULT_CONFIRMATION = "[{org}]\nThank you! Your appointment has been marked confirmed."
+DEFAULT_CANCELLATION = "[{org}]\nThank you! Your appointment has been marked canceled."
+DEFAULT_UNPARSABLE = (
+    "[{org}]\nSorry, we did not understand your response. Please reply 'Yes' to confirm, or 'No' to cancel."
+)
+DEFAULT_OPT_OUT = "[{org}]\nYou have been unsubscribed and will receive no more messages from us. Reply START to resubscribe."
+DEFAULT_OPT_IN = "[{org}]\nYou have been resubscribed and will receive appointment reminders again."
+DEFAULT_HELP = (
+    "[{org}]\nAppointment reminders. Reply 'Yes' to confirm or 'No' to cancel an appointment. "
+    "Reply STOP to unsubscribe. Msg&data rates may apply."
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    data_dir: Path = Path(".data")
+
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_api_key: str | None = None
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_dev_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_sqlite_synchronous: str = "FULL"
+    task_queue: str = "reminders"
+
+    database_url: str | None = None
+
+    sms_provider: str | None = None
+    flowroute_access_key: str | None = None
+    flowroute_secret_key: str | None = None
+    flowroute_number: str = ""
+    flowroute_api_url: str = "https://api.flowroute.com/v2.1"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_number: str = ""
+    twilio_api_url: str = "https://api.twilio.com/2010-04-01"
+    public_url: str | None = None
+
+    org_name: str = "Your Org Name"
+    language_default: str = "en_us"
+    msg_reminder: str = DEFAULT_REMINDER
+    msg_confirmation: str = DEFAULT_CONFIRMATION
+    msg_cancellation: str = DEFAULT_CANCELLATION
+    msg_unparsable: str = DEFAULT_UNPARSABLE
+    msg_opt_out: str = DEFAULT_OPT_OUT
+    msg_opt_in: str = DEFAULT_OPT_IN
+    msg_help: str = DEFAULT_HELP
+
+    api_keys: str | None = None
+    webhook_token: str | None = None
+
+    send_rate_per_second: float = 5.0
+    worker_workflow_pollers: int = 25
+    worker_cache_size: int = 10000
+    worker_activity_slots: int = 200
+    log_format: str = "text"
+    log_level: str = "INFO"
+    metrics_port: int | None = None
+
+    @field_validator(
+        "msg_reminder",
+        "msg_confirmation",
+        "msg_cancellation",
+        "msg_unparsable",
+        "msg_opt_out",
+        "msg_opt_in",
+        "msg_help",
+    )
+    @classmethod
+    def _unescape_newlines(cls, value: str) -> str:
+        # A template set in a .env file or a shell variable writes its line break as "\n".
+        return value.replace("\\n", "\n")
+
+    @property
+    def provider(self) -> str:
+        if self.sms_provider:
+            return self.sms_provider.lower()
+        return "flowroute" if self.flowroute_access_key else "console"
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
+
+    @property
+    def sending_numbers(self) -> list[str]:
+        raw = self.twilio_number if self.provider == "twilio" else self.flowroute_number
+        return [n.strip().lstrip("+") for n in raw.split(",") if n.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

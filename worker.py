@@ -1,0 +1,85 @@
+"""The Temporal worker: runs the reminder workflows and their activities. `python worker.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.providers import provider_from_settings
+from activities.reminders import ReminderActivities
+from activities.store import Store, create_pool
+from activities.texts import texts_from_settings
+from settings import Settings, get_settings
+from stack.clients import connect_temporal
+from stack.logs import setup_logging
+from workflows.reminder import KeywordWorkflow, ReminderWorkflow
+
+log = logging.getLogger("reminders.worker")
+
+# Long polls are cut short on shutdown; activities still running get this long to finish.
+GRACEFUL_SHUTDOWN = timedelta(seconds=5)
+
+
+def build_worker(settings: Settings, client: Client, activities: ReminderActivities) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[ReminderWorkflow, KeywordWorkflow],
+        activities=[activities.send_message, activities.mirror_state, activities.set_opt_out],
+        max_cached_workflows=settings.worker_cache_size,
+        max_concurrent_workflow_task_polls=settings.worker_workflow_pollers,
+        max_concurrent_activities=settings.worker_activity_slots,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path | None = None) -> None:
+    if not settings.database_url:
+        raise SystemExit(
+            "DATABASE_URL is not set: start the worker through the launcher, or point it at PostgreSQL"
+        )
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=httpx.Timeout(10.0)))
+        pool = await create_pool(settings.database_url, min_size=1, max_size=20)
+        stack.push_async_callback(pool.close)
+        store = Store(pool)
+        await store.migrate()
+        client = await connect_temporal(settings)
+        activities = ReminderActivities(
+            store, provider_from_settings(settings, http), texts_from_settings(settings)
+        )
+        worker = build_worker(settings, client, activities)
+        async with worker:
+            log.info("worker polling task queue %s (provider %s)", settings.task_queue, settings.provider)
+            if ready_file is not None:
+                ready_file.write_text(str(os.getpid()))
+            await stop.wait()
+            log.info("worker shutting down")
+
+
+def main() -> None:
+    settings = get_settings()
+    setup_logging(settings)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        ready = os.environ.get("WORKER_READY_FILE")
+        await run_worker(settings, stop, Path(ready) if ready else None)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

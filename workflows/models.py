@@ -1,0 +1,135 @@
+"""What the API, the workflow and the activities say to each other. Standard library only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+
+TASK_QUEUE = "reminders"
+WORKFLOW_ID_PREFIX = "reminder-"
+KEYWORD_WORKFLOW_ID_PREFIX = "keyword-"
+
+
+def workflow_id(reminder_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{reminder_id}"
+
+
+class Status(str, Enum):
+    SCHEDULED = "scheduled"
+    AWAITING_REPLY = "awaiting_reply"
+    CONFIRMED = "confirmed"
+    DECLINED = "declined"
+    NO_RESPONSE = "no_response"
+    FAILED = "failed"
+    OPTED_OUT = "opted_out"
+    # Only in the mirror and the search attribute: the API answers 404 for it.
+    DELETED = "deleted"
+
+
+OPEN_STATUSES = (Status.SCHEDULED, Status.AWAITING_REPLY, Status.CONFIRMED, Status.DECLINED)
+
+
+class Purpose(str, Enum):
+    REMINDER = "reminder"
+    CONFIRMATION = "confirmation"
+    CANCELLATION = "cancellation"
+    UNPARSABLE = "unparsable"
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+    HELP = "help"
+
+
+@dataclass
+class ReminderInput:
+    reminder_id: str
+    contact_number: str
+    appointment: datetime
+    """The appointment, timezone-aware UTC."""
+    appt_user_dt: str
+    """The appointment's wall time where the client said it is, `YYYY-MM-DD HH:MM:SS`."""
+    notify_windows: list[int]
+    timezone: str | None = None
+    location: str | None = None
+    participant: str | None = None
+    language: str | None = None
+    carried: CarriedState | None = None
+    """Set only when the workflow continues as new."""
+
+    def notify_times(self) -> list[datetime]:
+        return sorted({self.appointment - timedelta(hours=h) for h in self.notify_windows})
+
+
+@dataclass
+class ReminderState:
+    """The workflow's view of one reminder: what the mirror row and the search attributes show."""
+
+    reminder_id: str
+    contact_number: str
+    appointment: datetime
+    appt_user_dt: str
+    notify_times: list[datetime]
+    timezone: str | None
+    location: str | None
+    participant: str | None
+    language: str | None
+    status: Status = Status.SCHEDULED
+    reminder_sent: bool = False
+    will_attend: bool | None = None
+    confirm_sent: bool = False
+    sent_at: datetime | None = None
+    seq: int = 0
+
+
+@dataclass
+class CarriedState:
+    state: ReminderState
+    prompts_sent: int
+    unparsable_answers: int
+    seen_message_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reply:
+    message_id: str
+    body: str
+    received_at: datetime
+
+
+@dataclass
+class SendRequest:
+    reminder_id: str | None
+    contact_number: str
+    purpose: Purpose
+    key: str
+    """Stays the same across retries of one send: the send is recorded under it exactly once."""
+    appt_user_dt: str | None = None
+    location: str | None = None
+    participant: str | None = None
+    language: str | None = None
+
+
+@dataclass
+class SendResult:
+    delivered_to_provider: bool
+    provider_id: str | None = None
+    opted_out: bool = False
+
+
+@dataclass
+class KeywordInput:
+    contact_number: str
+    keyword: str
+    """One of `opt_out`, `opt_in`, `help`."""
+    message_id: str
+
+
+@dataclass
+class OptOutChange:
+    contact_number: str
+    opted_out: bool
+
+
+@dataclass
+class OpenReminders:
+    reminder_ids: list[str]

@@ -1,0 +1,317 @@
+"""One workflow per reminder: wait for the notify time, send, listen for the answer until the appointment."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.reminders import ReminderActivities
+
+from workflows.intents import Intent, classify
+from workflows.models import (
+    CarriedState,
+    KeywordInput,
+    OptOutChange,
+    Purpose,
+    ReminderInput,
+    ReminderState,
+    Reply,
+    SendRequest,
+    SendResult,
+    Status,
+    workflow_id,
+)
+
+CONTACT_NUMBER = SearchAttributeKey.for_keyword("ContactNumber")
+REMINDER_STATUS = SearchAttributeKey.for_keyword("ReminderStatus")
+APPOINTMENT_TIME = SearchAttributeKey.for_datetime("AppointmentTime")
+NOTIFY_TIME = SearchAttributeKey.for_datetime("NotifyTime")
+SEARCH_ATTRIBUTES = (CONTACT_NUMBER, REMINDER_STATUS, APPOINTMENT_TIME, NOTIFY_TIME)
+
+# A reminder due at the appointment itself (notify window 0) may go out this late.
+LATE_SEND_GRACE = timedelta(minutes=5)
+SEND_START_TO_CLOSE = timedelta(seconds=30)
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60)
+)
+MIRROR_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=15),
+)
+# A contact who keeps sending gibberish gets this many "did not understand" answers, then silence.
+MAX_UNPARSABLE_ANSWERS = 3
+# Replies remembered by provider id so a webhook delivered twice has effect once.
+SEEN_MESSAGE_IDS = 200
+# Replies waiting to be handled; a flood beyond this is dropped rather than grown without bound.
+INBOX_LIMIT = 50
+HISTORY_EVENTS_LIMIT = 5000
+
+
+@workflow.defn
+class ReminderWorkflow:
+    @workflow.init
+    def __init__(self, inp: ReminderInput) -> None:
+        carried = inp.carried
+        if carried is not None:
+            self._state = carried.state
+            self._next_prompt = carried.prompts_sent
+            self._unparsable_answers = carried.unparsable_answers
+            self._seen = list(carried.seen_message_ids)
+        else:
+            self._state = ReminderState(
+                reminder_id=inp.reminder_id,
+                contact_number=inp.contact_number,
+                appointment=inp.appointment,
+                appt_user_dt=inp.appt_user_dt,
+                notify_times=inp.notify_times(),
+                timezone=inp.timezone,
+                location=inp.location,
+                participant=inp.participant,
+                language=inp.language,
+            )
+            self._next_prompt = 0
+            self._unparsable_answers = 0
+            self._seen = []
+        self._input = inp
+        self._inbox: list[Reply] = []
+        self._opted_out = False
+        self._mirrors: list[asyncio.Task[None]] = []
+
+    @workflow.run
+    async def run(self, inp: ReminderInput) -> ReminderState:
+        try:
+            if inp.carried is None:
+                self._publish()
+            while not await self._step():
+                pass
+        except asyncio.CancelledError:
+            self._state.status = Status.DELETED
+            workflow.upsert_search_attributes([REMINDER_STATUS.value_set(Status.DELETED.value)])
+            raise
+        await asyncio.gather(*self._mirrors)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    @workflow.signal
+    def reply(self, reply: Reply) -> None:
+        if reply.message_id in self._seen:
+            return
+        self._seen.append(reply.message_id)
+        del self._seen[:-SEEN_MESSAGE_IDS]
+        if len(self._inbox) < INBOX_LIMIT:
+            self._inbox.append(reply)
+
+    @workflow.signal
+    def opt_out(self) -> None:
+        self._opted_out = True
+
+    @workflow.query
+    def status(self) -> ReminderState:
+        return self._state
+
+    async def _step(self) -> bool:
+        """One turn of the loop; True when the reminder is over."""
+        await self._answer_replies()
+        state = self._state
+        if self._opted_out:
+            self._finish(Status.OPTED_OUT)
+            return True
+        if state.status in (Status.FAILED, Status.OPTED_OUT):
+            return True
+        now = workflow.now()
+        due = self._due_prompt(now)
+        if due is not None and due <= now:
+            await self._send_prompt()
+            return False
+        if now >= state.appointment:
+            if state.status in (Status.SCHEDULED, Status.AWAITING_REPLY):
+                self._finish(Status.NO_RESPONSE)
+            return True
+        if self._history_too_long():
+            await self._continue_as_new()
+        wake_at = state.appointment if due is None else min(due, state.appointment)
+        try:
+            await workflow.wait_condition(
+                lambda: bool(self._inbox) or self._opted_out,
+                timeout=max(wake_at - now, timedelta(milliseconds=1)),
+            )
+        except TimeoutError:
+            pass
+        return False
+
+    def _due_prompt(self, now: datetime) -> datetime | None:
+        """The next reminder to send; of several already past, only the latest is sent."""
+        if self._state.will_attend is not None:
+            return None
+        times = self._state.notify_times
+        while self._next_prompt + 1 < len(times) and times[self._next_prompt + 1] <= now:
+            self._next_prompt += 1
+        if self._next_prompt >= len(times):
+            return None
+        due = times[self._next_prompt]
+        if now >= self._state.appointment + LATE_SEND_GRACE or (
+            now >= self._state.appointment and due < self._state.appointment
+        ):
+            return None
+        return due
+
+    async def _send_prompt(self) -> None:
+        index = self._next_prompt
+        self._next_prompt += 1
+        result = await self._send(Purpose.REMINDER, f"reminder:{index}")
+        state = self._state
+        if result is None:
+            if not state.reminder_sent:
+                self._finish(Status.FAILED)
+            return
+        if result.opted_out:
+            self._opted_out = True
+            return
+        state.reminder_sent = True
+        state.sent_at = workflow.now()
+        if state.will_attend is None:
+            state.status = Status.AWAITING_REPLY
+        self._publish()
+
+    async def _answer_replies(self) -> None:
+        while self._inbox:
+            reply = self._inbox.pop(0)
+            if workflow.now() >= self._state.appointment or self._opted_out:
+                continue
+            intent = classify(reply.body)
+            if intent in (Intent.YES, Intent.NO):
+                await self._record_answer(intent == Intent.YES, reply.message_id)
+            elif intent == Intent.UNKNOWN and self._unparsable_answers < MAX_UNPARSABLE_ANSWERS:
+                self._unparsable_answers += 1
+                await self._send(Purpose.UNPARSABLE, f"answer:{reply.message_id}")
+            # Carrier keywords are handled per number by KeywordWorkflow.
+
+    async def _record_answer(self, attending: bool, message_id: str) -> None:
+        state = self._state
+        state.will_attend = attending
+        state.status = Status.CONFIRMED if attending else Status.DECLINED
+        state.confirm_sent = False
+        self._publish()
+        purpose = Purpose.CONFIRMATION if attending else Purpose.CANCELLATION
+        result = await self._send(purpose, f"answer:{message_id}")
+        if result is not None and result.delivered_to_provider:
+            state.confirm_sent = True
+            self._publish()
+        elif result is not None and result.opted_out:
+            self._opted_out = True
+
+    async def _send(self, purpose: Purpose, key: str) -> SendResult | None:
+        """Sends one message; None when the provider refused it for good or the appointment came first."""
+        state = self._state
+        request = SendRequest(
+            reminder_id=state.reminder_id,
+            contact_number=state.contact_number,
+            purpose=purpose,
+            key=f"{state.reminder_id}:{key}",
+            appt_user_dt=state.appt_user_dt,
+            location=state.location,
+            participant=state.participant,
+            language=state.language,
+        )
+        give_up_at = state.appointment + LATE_SEND_GRACE
+        budget = max(give_up_at - workflow.now(), SEND_START_TO_CLOSE)
+        try:
+            return await workflow.execute_activity_method(
+                ReminderActivities.send_message,
+                request,
+                start_to_close_timeout=SEND_START_TO_CLOSE,
+                schedule_to_close_timeout=budget,
+                retry_policy=SEND_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("send of %s for %s failed for good: %s", purpose.value, key, err.cause)
+            return None
+
+    def _finish(self, status: Status) -> None:
+        self._state.status = status
+        self._publish()
+
+    def _publish(self) -> None:
+        """Makes the current state visible: search attributes now, the PostgreSQL mirror in the background."""
+        state = self._state
+        state.seq += 1
+        pending = state.notify_times[self._next_prompt :]
+        notify = pending[0] if pending else state.notify_times[-1]
+        workflow.upsert_search_attributes(
+            [
+                REMINDER_STATUS.value_set(state.status.value),
+                NOTIFY_TIME.value_set(notify),
+                APPOINTMENT_TIME.value_set(state.appointment),
+                CONTACT_NUMBER.value_set(state.contact_number),
+            ]
+        )
+        self._mirrors = [t for t in self._mirrors if not t.done()]
+        # The mirror never holds up a reminder: writes run beside the workflow, and the sequence number
+        # makes the newest one win whatever order they land in.
+        self._mirrors.append(
+            workflow.start_activity_method(
+                ReminderActivities.mirror_state,
+                dataclasses.replace(state, notify_times=list(state.notify_times)),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=MIRROR_RETRY,
+            )
+        )
+
+    def _history_too_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > HISTORY_EVENTS_LIMIT
+
+    async def _continue_as_new(self) -> None:
+        await asyncio.gather(*self._mirrors)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        carried = CarriedState(
+            state=self._state,
+            prompts_sent=self._next_prompt,
+            unparsable_answers=self._unparsable_answers,
+            seen_message_ids=self._seen,
+        )
+        workflow.continue_as_new(dataclasses.replace(self._input, carried=carried))
+
+
+@workflow.defn
+class KeywordWorkflow:
+    """A carrier keyword (STOP, START, HELP) from one number: applied once per provider message id."""
+
+    @workflow.run
+    async def run(self, inp: KeywordInput) -> None:
+        purpose = Purpose(inp.keyword)
+        if purpose in (Purpose.OPT_OUT, Purpose.OPT_IN):
+            opened = await workflow.execute_activity_method(
+                ReminderActivities.set_opt_out,
+                OptOutChange(contact_number=inp.contact_number, opted_out=purpose == Purpose.OPT_OUT),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=MIRROR_RETRY,
+            )
+            if purpose == Purpose.OPT_OUT:
+                for reminder_id in opened.reminder_ids:
+                    handle = workflow.get_external_workflow_handle_for(
+                        ReminderWorkflow.run, workflow_id(reminder_id)
+                    )
+                    try:
+                        await handle.signal(ReminderWorkflow.opt_out)
+                    except Exception as err:  # noqa: BLE001 - a reminder that already ended needs nothing
+                        workflow.logger.info("reminder %s not signalled: %s", reminder_id, err)
+        await workflow.execute_activity_method(
+            ReminderActivities.send_message,
+            SendRequest(
+                reminder_id=None,
+                contact_number=inp.contact_number,
+                purpose=purpose,
+                key=f"keyword:{inp.message_id}",
+            ),
+            start_to_close_timeout=SEND_START_TO_CLOSE,
+            schedule_to_close_timeout=timedelta(hours=1),
+            retry_policy=SEND_RETRY,
+        )
