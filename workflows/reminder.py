@@ -49,7 +49,7 @@ MIRROR_RETRY = RetryPolicy(
 MAX_UNPARSABLE_ANSWERS = 3
 # Replies remembered by provider id so a webhook delivered twice has effect once.
 SEEN_MESSAGE_IDS = 200
-# Replies waiting to be handled; a flood beyond this is dropped rather than grown without bound.
+# Replies waiting to be handled; a flood beyond this drops the oldest rather than growing without bound.
 INBOX_LIMIT = 50
 HISTORY_EVENTS_LIMIT = 5000
 
@@ -105,8 +105,9 @@ class ReminderWorkflow:
             return
         self._seen.append(reply.message_id)
         del self._seen[:-SEEN_MESSAGE_IDS]
-        if len(self._inbox) < INBOX_LIMIT:
-            self._inbox.append(reply)
+        self._inbox.append(reply)
+        # Under a flood the oldest unread texts go first: the latest answer is the one that counts.
+        del self._inbox[:-INBOX_LIMIT]
 
     @workflow.signal
     def opt_out(self) -> None:

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import FakeProvider, Stack
+
+TWILIO_TOKEN = "twilio-test-token"
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeProvider]:
+    provider = FakeProvider()
+    provider.start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeProvider) -> Iterator[Stack]:
+    """One stack for the module tests that do not kill anything: Flowroute pointed at the fake."""
+    s = Stack(
+        Path(tmp_path_factory.mktemp("stack")),
+        {
+            "SMS_PROVIDER": "flowroute",
+            "FLOWROUTE_API_URL": fake.url,
+            "FLOWROUTE_ACCESS_KEY": "access-key",
+            "FLOWROUTE_SECRET_KEY": "secret-key",
+            "FLOWROUTE_NUMBER": "18005550100",
+            "ORG_NAME": "West Side Clinic",
+            "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        },
+    )
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        print(s.log_tail())

@@ -1,0 +1,27 @@
+"""Running reminders must survive a new release: every committed history replays on today's code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.reminder import KeywordWorkflow, ReminderWorkflow
+
+HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
+
+
+def test_histories_exist():
+    names = {p.stem for p in HISTORIES}
+    assert {"sent", "deleted", "no_response", "opted_out", "confirmed_then_declined"} <= names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_replays_without_nondeterminism(path: Path):
+    history = WorkflowHistory.from_json(f"reminder-{path.stem}", path.read_text())
+    replayer = Replayer(workflows=[ReminderWorkflow, KeywordWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
