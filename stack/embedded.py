@@ -207,15 +207,21 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@/postgres?host={self.socket_dir}"
 
     def _run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        # As root, drop to the server's user entirely: its own group and no supplementary ones, or a
+        # root-group folder on the way to the data would deny it by its group bits.
+        identity: dict[str, object] = {}
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            identity = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         return subprocess.run(
             [str(self.bin / tool), *args],
             check=True,
             capture_output=True,
             text=True,
             timeout=timeout,
-            user=self.user,
             stdin=subprocess.DEVNULL,
             cwd="/",
+            **identity,  # type: ignore[arg-type]
         )
 
     def _prepare_permissions(self) -> None:
