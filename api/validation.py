@@ -20,7 +20,7 @@ MAX_PARTICIPANT = 256
 USER_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 _APPOINTMENT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]\d{2}(?::?\d{2})?)?$")
-_DIGITS = re.compile(r"^\d+$")
+_DIGITS = re.compile(r"^[0-9]+$")
 
 
 class InvalidInput(ValueError):
@@ -62,7 +62,7 @@ def parse_timezone(value: Any) -> ZoneInfo | None:
         raise InvalidInput("timezone", "must be an IANA time zone name such as America/New_York")
     try:
         return ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as err:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as err:
         raise InvalidInput("timezone", f"{value!r} is not a known IANA time zone") from err
 
 
@@ -106,7 +106,10 @@ def parse_window(value: Any, field: str) -> int:
     if isinstance(value, bool):
         raise InvalidInput(field, "must be a whole number of hours")
     if isinstance(value, str) and _DIGITS.match(value.strip()):
-        value = int(value.strip())
+        try:
+            value = int(value.strip())
+        except ValueError as err:  # longer than Python's int-from-string digit limit
+            raise InvalidInput(field, f"must be between 0 and {MAX_NOTIFY_WINDOW} hours") from err
     if not isinstance(value, int):
         raise InvalidInput(field, "must be a whole number of hours")
     if not 0 <= value <= MAX_NOTIFY_WINDOW:
@@ -133,17 +136,26 @@ def parse_windows(body: dict[str, Any]) -> list[int]:
     return sorted(windows, reverse=True)
 
 
-def parse_text(body: dict[str, Any], field: str, limit: int) -> str | None:
-    value = body.get(field)
-    if value is None:
-        return None
+def clean_text(value: Any, field: str, limit: int) -> str:
+    """A string PostgreSQL can store and a provider can send: no NUL, no lone surrogates, not too long."""
     if not isinstance(value, str):
         raise InvalidInput(field, "must be a string")
     if "\x00" in value:
         raise InvalidInput(field, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidInput(field, "must be valid Unicode text") from err
     if len(value) > limit:
         raise InvalidInput(field, f"must be at most {limit} characters")
-    return value or None
+    return value
+
+
+def parse_text(body: dict[str, Any], field: str, limit: int) -> str | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    return clean_text(value, field, limit) or None
 
 
 def parse_language(value: Any) -> str | None:

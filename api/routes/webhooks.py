@@ -20,7 +20,7 @@ from activities.store import Store
 from api.deps import SettingsDep, StoreDep, TemporalDep
 from api.errors import ApiError
 from api.routes.reminders import read_json
-from api.validation import InvalidInput, parse_contact_number
+from api.validation import InvalidInput, clean_text, parse_contact_number
 from settings import Settings
 from workflows.intents import keyword_of
 from workflows.models import KEYWORD_WORKFLOW_ID_PREFIX, KeywordInput, Reply, workflow_id
@@ -48,15 +48,10 @@ def require_webhook_token(
 
 
 def _text(container: dict[str, Any], field: str, limit: int, *, where: str = "") -> str:
-    value = container.get(field)
     name = f"{where}{field}"
-    if not isinstance(value, str):
-        raise InvalidInput(name, "is required and must be a string")
-    if len(value) > limit:
-        raise InvalidInput(name, f"must be at most {limit} characters")
-    if "\x00" in value:
-        raise InvalidInput(name, "must not contain NUL characters")
-    return value
+    if container.get(field) is None:
+        raise InvalidInput(name, "is required")
+    return clean_text(container[field], name, limit)
 
 
 def _sender(value: str, field: str) -> str:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import os
+import signal
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
-from stack.clients import connect_temporal
 from settings import Settings
+from stack.clients import connect_temporal
 from tests.e2e.harness import FakeProvider, Stack, new_number, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -69,7 +69,9 @@ def test_reminder_arrives_at_notify_time_with_the_seed_text(stack: Stack, fake: 
         "body": f"[West Side Clinic]\nYou have an appointment on {when} at West Side Mechanics with Dr Smith."
         " Please reply 'Yes' to confirm, or 'No' to cancel.",
     }
-    after = wait_until(lambda: (r := get(stack, reminder_id))["status"] == "awaiting_reply" and r, what="mirror")
+    after = wait_until(
+        lambda: (r := get(stack, reminder_id))["status"] == "awaiting_reply" and r, what="mirror"
+    )
     assert after["reminder_sent"] is True and after["will_attend"] is None
     with stack.client() as http:
         messages = http.get(f"/reminder/{reminder_id}/messages").json()["messages"]
@@ -79,7 +81,10 @@ def test_reminder_arrives_at_notify_time_with_the_seed_text(stack: Stack, fake: 
 def test_delete_before_notify_sends_nothing(stack: Stack, fake: FakeProvider):
     number = new_number()
     reminder_id = create(
-        stack, contact_number=number, appointment_time=iso(appointment_in(timedelta(hours=1, seconds=4))), notify_window=1
+        stack,
+        contact_number=number,
+        appointment_time=iso(appointment_in(timedelta(hours=1, seconds=4))),
+        notify_window=1,
     )
     with stack.client() as http:
         deleted = http.delete(f"/reminder/{reminder_id}")
@@ -103,12 +108,32 @@ BAD_BODIES = [
     ("not json", "body"),
     ("[1, 2]", "body"),
     ('{"appointment_time": "2030-01-01T10:00Z", "notify_window": 1}', "contact_number"),
-    ('{"contact_number": "12345", "appointment_time": "2030-01-01T10:00Z", "notify_window": 1}', "contact_number"),
-    ('{"contact_number": 12223334444, "appointment_time": "2030-01-01 10:00", "notify_window": 1}', "appointment_time"),
-    ('{"contact_number": 12223334444, "appointment_time": "2030-01-01T10:00", "notify_window": 1}', "timezone"),
-    ('{"contact_number": 12223334444, "appointment_time": "2020-01-01T10:00Z", "notify_window": 1}', "appointment_time"),
-    ('{"contact_number": 12223334444, "appointment_time": "2030-01-01T10:00Z", "notify_window": 8761}', "notify_window"),
-    ('{"contact_number": 12223334444, "appointment_time": "2030-01-01T10:00Z", "notify_window": 1, "location": "' + "x" * 129 + '"}', "location"),
+    (
+        '{"contact_number": "12345", "appointment_time": "2030-01-01T10:00Z", "notify_window": 1}',
+        "contact_number",
+    ),
+    (
+        '{"contact_number": 12223334444, "appointment_time": "2030-01-01 10:00", "notify_window": 1}',
+        "appointment_time",
+    ),
+    (
+        '{"contact_number": 12223334444, "appointment_time": "2030-01-01T10:00", "notify_window": 1}',
+        "timezone",
+    ),
+    (
+        '{"contact_number": 12223334444, "appointment_time": "2020-01-01T10:00Z", "notify_window": 1}',
+        "appointment_time",
+    ),
+    (
+        '{"contact_number": 12223334444, "appointment_time": "2030-01-01T10:00Z", "notify_window": 8761}',
+        "notify_window",
+    ),
+    (
+        '{"contact_number": 12223334444, "appointment_time": "2030-01-01T10:00Z", "notify_window": 1, "location": "'
+        + "x" * 129
+        + '"}',
+        "location",
+    ),
 ]
 
 
@@ -138,7 +163,9 @@ def test_list_pages_and_filters(stack: Stack):
     number = new_number()
     base = appointment_in(timedelta(days=2))
     ids = [
-        create(stack, contact_number=number, appointment_time=iso(base + timedelta(minutes=m)), notify_window=1)
+        create(
+            stack, contact_number=number, appointment_time=iso(base + timedelta(minutes=m)), notify_window=1
+        )
         for m in (30, 10, 20)
     ]
     with stack.client() as http:
@@ -158,7 +185,10 @@ def test_list_pages_and_filters(stack: Stack):
 def test_worker_killed_while_reminder_waits_sends_exactly_once(stack: Stack, fake: FakeProvider):
     number = new_number()
     reminder_id = create(
-        stack, contact_number=number, appointment_time=iso(appointment_in(timedelta(hours=1, seconds=6))), notify_window=1
+        stack,
+        contact_number=number,
+        appointment_time=iso(appointment_in(timedelta(hours=1, seconds=6))),
+        notify_window=1,
     )
     old = stack.run_info()["pids"]["worker"]
     os.kill(old, signal.SIGKILL)
@@ -175,6 +205,8 @@ def test_health_and_readiness(stack: Stack):
     with stack.client() as http:
         assert http.get("/healthz").status_code == 200
         ready = http.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["temporal"] == "ok" and ready.json()["postgres"] == "ok"
+        assert (
+            ready.status_code == 200 and ready.json()["temporal"] == "ok" and ready.json()["postgres"] == "ok"
+        )
         assert http.get("/docs").status_code == 200
         assert "/reminder" in http.get("/openapi.json").json()["paths"]
