@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     log_format: str = "text"
     log_level: str = "INFO"
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @field_validator(
         "msg_reminder",

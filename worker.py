@@ -19,7 +19,7 @@ from activities.reminders import ReminderActivities
 from activities.store import Store, create_pool
 from activities.texts import texts_from_settings
 from settings import Settings, get_settings
-from stack.clients import connect_temporal
+from stack.clients import connect_temporal, metrics_runtime
 from stack.logs import setup_logging
 from workflows.reminder import KeywordWorkflow, ReminderWorkflow
 
@@ -53,7 +53,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
         stack.push_async_callback(pool.close)
         store = Store(pool)
         await store.migrate()
-        client = await connect_temporal(settings)
+        client = await connect_temporal(settings, runtime=metrics_runtime(settings))
         activities = ReminderActivities(
             store, provider_from_settings(settings, http), texts_from_settings(settings)
         )

@@ -18,6 +18,11 @@ log = logging.getLogger("reminders.activities")
 _SENT_WHEN_OPTED_OUT = frozenset({Purpose.OPT_OUT, Purpose.OPT_IN, Purpose.HELP})
 
 
+def _count(name: str, description: str, **labels: str) -> None:
+    """A counter on the SDK's meter, exported with the worker's Temporal metrics on METRICS_PORT."""
+    activity.metric_meter().create_counter(name, description).with_additional_attributes(labels).add(1)
+
+
 class ReminderActivities:
     def __init__(self, store: Store, provider: Provider, texts: Texts) -> None:
         self._store = store
@@ -29,7 +34,13 @@ class ReminderActivities:
         number = request.contact_number
         # Checked right before sending, so a STOP that lands at notify time is still honoured.
         if request.purpose not in _SENT_WHEN_OPTED_OUT and await self._store.is_opted_out(number):
-            log.info("not sending %s to opted-out %s", request.purpose.value, number)
+            log.info(
+                "not sending %s to opted-out %s",
+                request.purpose.value,
+                number,
+                extra={"reminder_id": request.reminder_id},
+            )
+            _count("reminders_held_for_opt_out", "Messages not sent because the number opted out")
             return SendResult(delivered_to_provider=False, opted_out=True)
         body = self._texts.render(
             request.purpose,
@@ -47,19 +58,37 @@ class ReminderActivities:
             provider=self._provider.name,
         )
         if already is not None:
-            log.info("%s was sent before as %s; not sending again", request.key, already)
+            log.info(
+                "%s was sent before as %s; not sending again",
+                request.key,
+                already,
+                extra={"reminder_id": request.reminder_id},
+            )
             return SendResult(delivered_to_provider=True, provider_id=already)
         try:
             provider_id = await self._provider.send(number, body)
         except ProviderError as err:
             if err.opted_out:
                 await self._store.set_opt_out(number, True)
+                _count("reminders_held_for_opt_out", "Messages not sent because the number opted out")
                 return SendResult(delivered_to_provider=False, opted_out=True)
             if err.retryable:
                 raise
+            _count(
+                "reminders_send_failed",
+                "Messages the provider refused for good",
+                purpose=request.purpose.value,
+            )
             raise ApplicationError(str(err), type="ProviderRefused", non_retryable=True) from err
         await self._store.complete_send(request.key, provider_id)
-        log.info("sent %s for reminder %s as %s", request.purpose.value, request.reminder_id, provider_id)
+        _count("reminders_messages_sent", "Messages the provider accepted", purpose=request.purpose.value)
+        log.info(
+            "sent %s for reminder %s as %s",
+            request.purpose.value,
+            request.reminder_id,
+            provider_id,
+            extra={"reminder_id": request.reminder_id},
+        )
         return SendResult(delivered_to_provider=True, provider_id=provider_id)
 
     @activity.defn

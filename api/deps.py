@@ -54,7 +54,10 @@ class Services:
                         )
                     except DATABASE_ERRORS as err:
                         raise Unavailable("PostgreSQL") from err
-                    self._store = Store(pool)
+                    store = Store(pool)
+                    # The API may come up before the worker: both bring the schema up to date, under a lock.
+                    await store.migrate()
+                    self._store = store
         return self._store
 
     async def close(self) -> None:
@@ -97,6 +100,7 @@ def require_api_key(
         raise ApiError(401, "a valid API key is required: Authorization: Bearer <key>")
 
 
+ServicesDep = Annotated[Services, Depends(get_services)]
 StoreDep = Annotated[Store, Depends(get_store)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

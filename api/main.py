@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
+from api.metrics import RequestMetrics
+from api.metrics import router as metrics_router
 from api.routes import health, reminders, webhooks
 from settings import Settings, get_settings
 from stack.logs import setup_logging
@@ -39,8 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestMetrics)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(reminders.router)
     app.include_router(webhooks.router)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from settings import Settings
@@ -24,7 +25,20 @@ def _tls(settings: Settings) -> TLSConfig | bool:
     return settings.temporal_tls or bool(settings.temporal_api_key)
 
 
-async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """The SDK's own worker metrics (task latencies, slots, polls) and ours, on METRICS_PORT for Prometheus."""
+    if settings.metrics_port is None:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=f"{settings.metrics_host}:{settings.metrics_port}")
+        )
+    )
+
+
+async def connect_temporal(
+    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+) -> Client:
     return await Client.connect(
         temporal_target(settings),
         namespace=settings.temporal_namespace,
@@ -32,4 +46,5 @@ async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
         tls=_tls(settings),
         data_converter=pydantic_data_converter,
         lazy=lazy,
+        runtime=runtime,
     )

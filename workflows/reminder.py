@@ -199,6 +199,9 @@ class ReminderWorkflow:
         state.will_attend = attending
         state.status = Status.CONFIRMED if attending else Status.DECLINED
         state.confirm_sent = False
+        workflow.metric_meter().create_counter(
+            "reminders_answered", "Yes or No answers recorded"
+        ).with_additional_attributes({"answer": "yes" if attending else "no"}).add(1)
         self._publish()
         purpose = Purpose.CONFIRMATION if attending else Purpose.CANCELLATION
         result = await self._send(purpose, f"answer:{message_id}")

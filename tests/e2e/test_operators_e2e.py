@@ -1,0 +1,131 @@
+"""What operators rely on: search attributes in Temporal, metrics, readiness, 503 when a dependency is down."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import asyncpg
+import httpx
+import pytest
+
+from api.main import create_app
+from settings import Settings
+from stack.clients import connect_temporal
+from stack.embedded import free_port
+from tests.e2e.harness import FakeProvider, Stack, new_number, wait_until
+from tests.e2e.test_reminders_e2e import appointment_in, create, iso
+from tests.e2e.test_replies_e2e import flowroute_inbound, sent_reminder
+
+pytestmark = pytest.mark.e2e
+
+
+def list_ids(stack: Stack, query: str) -> list[str]:
+    async def run() -> list[str]:
+        client = await connect_temporal(
+            Settings(_env_file=None, temporal_address=stack.run_info()["temporal"])
+        )
+        return [w.id async for w in client.list_workflows(query)]
+
+    return asyncio.run(run())
+
+
+def test_search_attributes_follow_the_reminder(stack: Stack, fake: FakeProvider):
+    number = new_number()
+    reminder_id = sent_reminder(stack, fake, number)
+    wid = f"reminder-{reminder_id}"
+    wait_until(
+        lambda: list_ids(stack, f"ContactNumber = '{number}' AND ReminderStatus = 'awaiting_reply'") == [wid],
+        what="awaiting_reply visible",
+    )
+    flowroute_inbound(stack, number, "yes")
+    wait_until(
+        lambda: list_ids(stack, f"ContactNumber = '{number}' AND ReminderStatus = 'confirmed'") == [wid],
+        what="confirmed visible",
+    )
+    assert list_ids(stack, f"ContactNumber = '{number}' AND ReminderStatus = 'awaiting_reply'") == []
+    assert wid in list_ids(stack, f"ContactNumber = '{number}' AND AppointmentTime > '2000-01-01T00:00:00Z'")
+
+
+def test_metrics_after_a_create(stack: Stack, fake: FakeProvider):
+    number = new_number()
+    create(
+        stack,
+        contact_number=number,
+        appointment_time=iso(appointment_in(timedelta(minutes=30))),
+        notify_window=1,
+    )
+    fake.wait_for(number, 1)
+    with stack.client() as http:
+        text = http.get("/metrics").text
+    created = [line for line in text.splitlines() if line.startswith("reminders_created_total")]
+    assert created and float(created[0].split()[-1]) >= 1
+    assert 'reminders_api_requests_total{method="POST",route="/reminder",status="200"}' in text
+    worker_metrics = f"http://127.0.0.1:{stack.env['METRICS_PORT']}/metrics"
+    sent = wait_until(
+        lambda: "reminders_messages_sent" in (t := httpx.get(worker_metrics).text) and t,
+        what="worker metrics",
+    )
+    assert "temporal_workflow_task_execution_latency" in sent or "workflow_task" in sent
+
+
+def test_temporal_down_gives_503_and_no_row(stack: Stack):
+    info = stack.run_info()
+    settings = Settings(
+        _env_file=None, database_url=info["database_url"], temporal_address=f"127.0.0.1:{free_port()}"
+    )
+    number = new_number()
+
+    async def run() -> tuple[int, dict, int]:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                response = await http.post(
+                    "/reminder",
+                    json={
+                        "contact_number": number,
+                        "appointment_time": "2030-01-01T10:00Z",
+                        "notify_window": 1,
+                    },
+                )
+                ready = await http.get("/readyz")
+        conn = await asyncpg.connect(info["database_url"])
+        try:
+            rows = await conn.fetchval("SELECT count(*) FROM reminders WHERE contact_number = $1", number)
+        finally:
+            await conn.close()
+        return response.status_code, response.json(), ready.status_code, rows
+
+    status, body, ready, rows = asyncio.run(run())
+    assert status == 503 and "Temporal" in body["message"]
+    assert ready == 503
+    assert rows == 0
+
+
+def test_postgres_down_gives_503(tmp_path):
+    settings = Settings(
+        _env_file=None,
+        database_url=f"postgresql://postgres@/postgres?host={tmp_path}",
+        temporal_address=f"127.0.0.1:{free_port()}",
+    )
+
+    async def run() -> tuple[int, dict]:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                response = await http.post(
+                    "/reminder",
+                    json={
+                        "contact_number": 12223334444,
+                        "appointment_time": "2030-01-01T10:00Z",
+                        "notify_window": 1,
+                    },
+                )
+                listed = await http.get("/reminder")
+        return response.status_code, response.json(), listed.status_code
+
+    status, body, listed = asyncio.run(run())
+    assert status == 503 and "PostgreSQL" in body["message"]
+    assert listed == 503
