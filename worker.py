@@ -54,9 +54,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
         store = Store(pool)
         await store.migrate()
         client = await connect_temporal(settings, runtime=metrics_runtime(settings))
-        activities = ReminderActivities(
-            store, provider_from_settings(settings, http), texts_from_settings(settings)
-        )
+        provider = provider_from_settings(settings, http)
+        rate = settings.send_rate_per_second if provider.name != "console" else 0.0
+        activities = ReminderActivities(store, provider, texts_from_settings(settings), rate)
         worker = build_worker(settings, client, activities)
         async with worker:
             log.info("worker polling task queue %s (provider %s)", settings.task_queue, settings.provider)

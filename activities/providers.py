@@ -28,6 +28,10 @@ class ProviderError(Exception):
 class Provider(Protocol):
     name: str
 
+    def sender_for(self, contact: str) -> str:
+        """The sending number this contact hears from; sends are paced per sender."""
+        ...
+
     async def send(self, to: str, body: str) -> str:
         """Sends one text and answers the provider's id for it."""
         ...
@@ -92,8 +96,11 @@ class TwilioProvider:
         self._auth = (sid, settings.twilio_auth_token or "")
         self._numbers = settings.sending_numbers
 
+    def sender_for(self, contact: str) -> str:
+        return sticky_sender(self._numbers, contact)
+
     async def send(self, to: str, body: str) -> str:
-        form = {"To": f"+{to}", "From": f"+{sticky_sender(self._numbers, to)}", "Body": body}
+        form = {"To": f"+{to}", "From": f"+{self.sender_for(to)}", "Body": body}
         try:
             response = await self._client.post(self._url, data=form, auth=self._auth)
         except httpx.HTTPError as err:
@@ -115,6 +122,9 @@ class TwilioProvider:
 
 class ConsoleProvider:
     name = "console"
+
+    def sender_for(self, contact: str) -> str:
+        return "console"
 
     async def send(self, to: str, body: str) -> str:
         message_id = f"console-{uuid.uuid4().hex}"

@@ -201,6 +201,33 @@ class Store:
             opted_out,
         )
 
+    # Pacing
+
+    async def reserve_send_slot(self, sender: str, interval: float, max_wait: float) -> float | None:
+        """Takes the sender's next send slot, `interval` seconds after the one before; answers how long to
+        wait for it, or None (nothing taken) when it is further away than `max_wait`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO send_pacing (sender, next_slot) VALUES ($1, '-infinity') ON CONFLICT DO NOTHING",
+                sender,
+            )
+            row = await conn.fetchrow(
+                "SELECT greatest(next_slot, clock_timestamp()) AS slot, clock_timestamp() AS now"
+                " FROM send_pacing WHERE sender = $1 FOR UPDATE",
+                sender,
+            )
+            assert row is not None
+            wait = (row["slot"] - row["now"]).total_seconds()
+            if wait > max_wait:
+                return None
+            await conn.execute(
+                "UPDATE send_pacing SET next_slot = $2::timestamptz + make_interval(secs => $3::float8) WHERE sender = $1",
+                sender,
+                row["slot"],
+                interval,
+            )
+            return wait
+
     # Messages
 
     async def claim_send(
