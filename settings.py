@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     webhook_token: str | None = None
 
     send_rate_per_second: float = 5.0
+    quiet_hours: str | None = None
     worker_workflow_pollers: int = 25
     worker_cache_size: int = 10000
     worker_activity_slots: int = 200

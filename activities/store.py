@@ -18,9 +18,9 @@ MIGRATION_LOCK = 0x5E3D_0001
 
 _STATE_COLUMNS = (
     "reminder_id, contact_number, appointment, appt_user_dt, notify_times, timezone, location, participant,"
-    " language, status, reminder_sent, will_attend, confirm_sent, sent_at, seq"
+    " language, status, reminder_sent, will_attend, confirm_sent, sent_at, seq, notify_windows"
 )
-_STATE_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15"
+_STATE_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16"
 
 
 def _state_args(state: ReminderState) -> tuple[Any, ...]:
@@ -40,6 +40,7 @@ def _state_args(state: ReminderState) -> tuple[Any, ...]:
         state.confirm_sent,
         state.sent_at,
         state.seq,
+        state.notify_windows,
     )
 
 
@@ -94,14 +95,25 @@ class Store:
 
     # Reminders
 
-    async def insert_new(self, state: ReminderState) -> None:
+    async def insert_new(
+        self, state: ReminderState, request_hash: str | None = None
+    ) -> tuple[bool, str | None]:
         """The API's first row, so a reminder is readable the moment it is created; the workflow's own
-        writes carry higher sequence numbers and win."""
-        await self.pool.execute(
-            f"INSERT INTO reminders ({_STATE_COLUMNS}) VALUES ({_STATE_VALUES})"
-            " ON CONFLICT (reminder_id) DO NOTHING",
-            *_state_args(state),
-        )
+        writes carry higher sequence numbers and win. Answers whether this call made the row, and the
+        request hash the row holds."""
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(
+                f"INSERT INTO reminders ({_STATE_COLUMNS}, request_hash) VALUES ({_STATE_VALUES}, $17)"
+                " ON CONFLICT (reminder_id) DO NOTHING",
+                *_state_args(state),
+                request_hash,
+            )
+            if status.endswith(" 1"):
+                return True, request_hash
+            held = await conn.fetchval(
+                "SELECT request_hash FROM reminders WHERE reminder_id = $1", state.reminder_id
+            )
+            return False, held
 
     async def upsert_state(self, state: ReminderState) -> bool:
         """Writes the workflow's state unless a newer one is already there. True when it was written."""
@@ -114,6 +126,7 @@ class Store:
             " participant = EXCLUDED.participant, language = EXCLUDED.language, status = EXCLUDED.status,"
             " reminder_sent = EXCLUDED.reminder_sent, will_attend = EXCLUDED.will_attend,"
             " confirm_sent = EXCLUDED.confirm_sent, sent_at = EXCLUDED.sent_at, seq = EXCLUDED.seq,"
+            " notify_windows = EXCLUDED.notify_windows,"
             " updated_at = now()"
             " WHERE reminders.seq < EXCLUDED.seq",
             *_state_args(state),

@@ -20,6 +20,23 @@ class ReminderRequest(BaseModel):
     language: str | None = Field(None, description="arrow locale for the date in the message, e.g. fr")
 
 
+class ReminderChange(BaseModel):
+    appointment_time: str | None = Field(None, description="as in POST; with `timezone` to move zones")
+    timezone: str | None = None
+    notify_window: int | str | None = None
+    notify_windows: list[int] | None = None
+    location: str | None = Field(None, max_length=128, description="null clears it")
+    participant: str | None = Field(None, max_length=256, description="null clears it")
+    language: str | None = None
+
+
+CHANGE_REMINDER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ReminderChange.model_json_schema()}},
+    }
+}
+
 CREATE_REMINDER_BODY = {
     "requestBody": {
         "required": True,
@@ -45,6 +62,7 @@ class Reminder(BaseModel):
     appt_sys_dt: str
     notify_sys_dt: str | None
     notify_sys_dts: list[str | None]
+    notify_windows: list[int]
     location: str | None
     participant: str | None
     timezone: str | None

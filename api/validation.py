@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from arrow.locales import get_locale
 
-from workflows.models import ReminderInput
+from workflows.models import ReminderInput, Reschedule
 
 MAX_NOTIFY_WINDOW = 8760
 MAX_NOTIFY_WINDOWS = 5
@@ -171,6 +171,62 @@ def parse_language(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
+class QuietHours:
+    """A daily window in the reminder's own zone in which no reminder is sent, e.g. 21:00-08:00."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str | None) -> QuietHours | None:
+        if not text:
+            return None
+        match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+        if not match:
+            raise ValueError(f"QUIET_HOURS must look like 21:00-08:00, not {text!r}")
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        return cls(time(h1, m1), time(h2, m2))
+
+    def contains(self, local: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def adjust(self, notify: datetime, appointment: datetime, zone: tzinfo) -> datetime:
+        """A notify time inside the window moves to the window's end if that is still before the
+        appointment, else to the window's start."""
+        local = notify.astimezone(zone)
+        if not self.contains(local.timetz().replace(tzinfo=None)):
+            return notify
+        end = datetime.combine(local.date(), self.end, zone)
+        if end <= local:
+            end += timedelta(days=1)
+        if end.astimezone(UTC) < appointment:
+            return end.astimezone(UTC)
+        start = datetime.combine(local.date(), self.start, zone)
+        if start > local:
+            start -= timedelta(days=1)
+        return start.astimezone(UTC)
+
+
+def reminder_zone(timezone_name: str | None, appointment: datetime, appt_user_dt: str) -> tzinfo:
+    """The zone the client lives in: its IANA zone, or the fixed offset its appointment time carried."""
+    if timezone_name:
+        return ZoneInfo(timezone_name)
+    wall = datetime.strptime(appt_user_dt, USER_DT_FORMAT)
+    return timezone(wall - appointment.replace(tzinfo=None))
+
+
+def notify_times(
+    appointment: datetime, windows: list[int], zone: tzinfo, quiet: QuietHours | None
+) -> list[datetime]:
+    times = {appointment - timedelta(hours=h) for h in windows}
+    if quiet is not None:
+        times = {quiet.adjust(t, appointment, zone) for t in times}
+    return sorted(times)
+
+
+@dataclass(frozen=True)
 class NewReminder:
     contact_number: str
     appointment: datetime
@@ -180,6 +236,7 @@ class NewReminder:
     location: str | None
     participant: str | None
     language: str | None
+    notify_at: list[datetime]
 
     def to_input(self, reminder_id: str | None = None) -> ReminderInput:
         return ReminderInput(
@@ -192,10 +249,11 @@ class NewReminder:
             location=self.location,
             participant=self.participant,
             language=self.language,
+            notify_at=list(self.notify_at),
         )
 
 
-def parse_new_reminder(body: Any, now: datetime) -> NewReminder:
+def parse_new_reminder(body: Any, now: datetime, quiet: QuietHours | None = None) -> NewReminder:
     if not isinstance(body, dict):
         raise InvalidInput("body", "must be a JSON object")
     for required in ("contact_number", "appointment_time"):
@@ -207,13 +265,74 @@ def parse_new_reminder(body: Any, now: datetime) -> NewReminder:
     windows = parse_windows(body)
     if appointment <= now:
         raise InvalidInput("appointment_time", "is in the past")
+    zone_name = zone.key if zone is not None else None
     return NewReminder(
         contact_number=contact,
         appointment=appointment,
         appt_user_dt=user_dt,
         notify_windows=windows,
-        timezone=zone.key if zone is not None else None,
+        timezone=zone_name,
         location=parse_text(body, "location", MAX_LOCATION),
         participant=parse_text(body, "participant", MAX_PARTICIPANT),
         language=parse_language(body.get("language")),
+        notify_at=notify_times(appointment, windows, reminder_zone(zone_name, appointment, user_dt), quiet),
+    )
+
+
+CHANGEABLE = (
+    "appointment_time",
+    "timezone",
+    "notify_window",
+    "notify_windows",
+    "location",
+    "participant",
+    "language",
+)
+
+
+def parse_change(body: Any, current: Any, now: datetime, quiet: QuietHours | None = None) -> Reschedule:
+    """A PATCH merged with the reminder as it is (`current` is its mirror row); absent fields keep their
+    value, a null location, participant or language clears it."""
+    if not isinstance(body, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    unknown = sorted(set(body) - set(CHANGEABLE))
+    if unknown:
+        raise InvalidInput(unknown[0], f"cannot be changed; changeable: {', '.join(CHANGEABLE)}")
+    if not body:
+        raise InvalidInput("body", f"names nothing to change; changeable: {', '.join(CHANGEABLE)}")
+    if "timezone" in body and "appointment_time" not in body:
+        raise InvalidInput("timezone", "can only change together with appointment_time")
+    zone_name = current["timezone"]
+    if "timezone" in body:
+        zone = parse_timezone(body["timezone"])
+        zone_name = zone.key if zone is not None else None
+    if "appointment_time" in body:
+        if body["appointment_time"] is None:
+            raise InvalidInput("appointment_time", "cannot be removed")
+        appointment, user_dt = parse_appointment(
+            body["appointment_time"], ZoneInfo(zone_name) if zone_name else None
+        )
+    else:
+        appointment, user_dt = current["appointment"], current["appt_user_dt"]
+    if appointment <= now:
+        raise InvalidInput("appointment_time", "is in the past")
+    if "notify_window" in body or "notify_windows" in body:
+        windows = parse_windows(body)
+    else:
+        windows = list(current["notify_windows"]) or [
+            round((appointment - t).total_seconds() / 3600) for t in current["notify_times"]
+        ]
+    return Reschedule(
+        appointment=appointment,
+        appt_user_dt=user_dt,
+        notify_windows=windows,
+        notify_at=notify_times(appointment, windows, reminder_zone(zone_name, appointment, user_dt), quiet),
+        timezone=zone_name,
+        location=parse_text(body, "location", MAX_LOCATION) if "location" in body else current["location"],
+        participant=(
+            parse_text(body, "participant", MAX_PARTICIPANT)
+            if "participant" in body
+            else current["participant"]
+        ),
+        language=parse_language(body.get("language")) if "language" in body else current["language"],
     )

@@ -28,6 +28,7 @@ class Status(str, Enum):
 
 
 OPEN_STATUSES = (Status.SCHEDULED, Status.AWAITING_REPLY, Status.CONFIRMED, Status.DECLINED)
+CLOSED_STATUSES = (Status.NO_RESPONSE, Status.FAILED, Status.OPTED_OUT, Status.DELETED)
 
 
 class Purpose(str, Enum):
@@ -55,8 +56,12 @@ class ReminderInput:
     language: str | None = None
     carried: CarriedState | None = None
     """Set only when the workflow continues as new."""
+    notify_at: list[datetime] = field(default_factory=list)
+    """The notify times as the API settled them (quiet hours applied); empty means straight from the windows."""
 
     def notify_times(self) -> list[datetime]:
+        if self.notify_at:
+            return sorted(set(self.notify_at))
         return sorted({self.appointment - timedelta(hours=h) for h in self.notify_windows})
 
 
@@ -79,6 +84,7 @@ class ReminderState:
     confirm_sent: bool = False
     sent_at: datetime | None = None
     seq: int = 0
+    notify_windows: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +93,21 @@ class CarriedState:
     prompts_sent: int
     unparsable_answers: int
     seen_message_ids: list[str] = field(default_factory=list)
+    generation: int = 0
+
+
+@dataclass
+class Reschedule:
+    """The reminder's new details, complete (the API merges a PATCH with what was there)."""
+
+    appointment: datetime
+    appt_user_dt: str
+    notify_windows: list[int]
+    notify_at: list[datetime]
+    timezone: str | None
+    location: str | None
+    participant: str | None
+    language: str | None
 
 
 @dataclass

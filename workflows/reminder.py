@@ -8,13 +8,14 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.reminders import ReminderActivities
 
 from workflows.intents import Intent, classify
 from workflows.models import (
+    CLOSED_STATUSES,
     CarriedState,
     KeywordInput,
     OptOutChange,
@@ -22,6 +23,7 @@ from workflows.models import (
     ReminderInput,
     ReminderState,
     Reply,
+    Reschedule,
     SendRequest,
     SendResult,
     Status,
@@ -64,6 +66,7 @@ class ReminderWorkflow:
             self._next_prompt = carried.prompts_sent
             self._unparsable_answers = carried.unparsable_answers
             self._seen = list(carried.seen_message_ids)
+            self._generation = carried.generation
         else:
             self._state = ReminderState(
                 reminder_id=inp.reminder_id,
@@ -75,11 +78,14 @@ class ReminderWorkflow:
                 location=inp.location,
                 participant=inp.participant,
                 language=inp.language,
+                notify_windows=list(inp.notify_windows),
             )
             self._next_prompt = 0
             self._unparsable_answers = 0
             self._seen = []
+            self._generation = 0
         self._input = inp
+        self._changed = False
         self._inbox: list[Reply] = []
         self._opted_out = False
         self._mirrors: list[asyncio.Task[None]] = []
@@ -117,8 +123,45 @@ class ReminderWorkflow:
     def status(self) -> ReminderState:
         return self._state
 
+    @workflow.update
+    def reschedule(self, change: Reschedule) -> ReminderState:
+        """Moves the appointment or changes its details. Before the reminder went out its timer moves;
+        after, the answer is reset and a reminder for the new time goes out."""
+        state = self._state
+        state.appointment = change.appointment
+        state.appt_user_dt = change.appt_user_dt
+        state.timezone = change.timezone
+        state.location = change.location
+        state.participant = change.participant
+        state.language = change.language
+        state.notify_times = sorted(set(change.notify_at))
+        state.notify_windows = list(change.notify_windows)
+        state.status = Status.SCHEDULED
+        state.reminder_sent = False
+        state.will_attend = None
+        state.confirm_sent = False
+        state.sent_at = None
+        self._next_prompt = 0
+        self._unparsable_answers = 0
+        self._generation += 1
+        self._changed = True
+        self._publish()
+        return state
+
+    @reschedule.validator
+    def _validate_reschedule(self, change: Reschedule) -> None:
+        if self._state.status in CLOSED_STATUSES or workflow.now() >= self._state.appointment:
+            raise ApplicationError(
+                f"the reminder is closed ({self._state.status.value})", type="ReminderClosed"
+            )
+        if change.appointment <= workflow.now():
+            raise ApplicationError("appointment_time: is in the past", type="InvalidChange")
+        if not change.notify_at:
+            raise ApplicationError("notify_window: at least one notify time is needed", type="InvalidChange")
+
     async def _step(self) -> bool:
         """One turn of the loop; True when the reminder is over."""
+        self._changed = False
         await self._answer_replies()
         state = self._state
         if self._opted_out:
@@ -140,7 +183,7 @@ class ReminderWorkflow:
         wake_at = state.appointment if due is None else min(due, state.appointment)
         try:
             await workflow.wait_condition(
-                lambda: bool(self._inbox) or self._opted_out,
+                lambda: bool(self._inbox) or self._opted_out or self._changed,
                 timeout=max(wake_at - now, timedelta(milliseconds=1)),
             )
         except TimeoutError:
@@ -166,8 +209,13 @@ class ReminderWorkflow:
     async def _send_prompt(self) -> None:
         index = self._next_prompt
         self._next_prompt += 1
-        result = await self._send(Purpose.REMINDER, f"reminder:{index}")
+        generation = self._generation
+        key = f"reminder:{index}" if generation == 0 else f"reminder:g{generation}:{index}"
+        result = await self._send(Purpose.REMINDER, key)
         state = self._state
+        if generation != self._generation:
+            # Rescheduled while this one was on its way: the new schedule decides what goes out next.
+            return
         if result is None:
             if not state.reminder_sent:
                 self._finish(Status.FAILED)
@@ -262,7 +310,9 @@ class ReminderWorkflow:
         self._mirrors.append(
             workflow.start_activity_method(
                 ReminderActivities.mirror_state,
-                dataclasses.replace(state, notify_times=list(state.notify_times)),
+                dataclasses.replace(
+                    state, notify_times=list(state.notify_times), notify_windows=list(state.notify_windows)
+                ),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=MIRROR_RETRY,
             )
@@ -280,6 +330,7 @@ class ReminderWorkflow:
             prompts_sent=self._next_prompt,
             unparsable_answers=self._unparsable_answers,
             seen_message_ids=self._seen,
+            generation=self._generation,
         )
         workflow.continue_as_new(dataclasses.replace(self._input, carried=carried))
 

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from fastapi import APIRouter, Depends, Header, Query, Request
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ServicesDep, SettingsDep, StoreDep, TemporalDep, require_api_key
 from api.errors import ApiError, Unavailable
 from api.metrics import CREATED, DELETED
 from api.schemas import (
+    CHANGE_REMINDER_BODY,
     CREATE_REMINDER_BODY,
     CreatedReminder,
     DeletedReminder,
@@ -25,7 +35,7 @@ from api.schemas import (
     Reminder,
     ReminderList,
 )
-from api.validation import InvalidInput, parse_new_reminder
+from api.validation import InvalidInput, QuietHours, parse_change, parse_new_reminder
 from workflows.models import ReminderInput, ReminderState, Status, workflow_id
 from workflows.reminder import (
     APPOINTMENT_TIME,
@@ -42,6 +52,9 @@ SYS_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 LISTED_STATUSES = sorted(s.value for s in Status if s is not Status.DELETED)
+MAX_IDEMPOTENCY_KEY = 200
+# Reminder ids made from an Idempotency-Key: the same key always names the same reminder.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("5d0c7d1e-3f2a-4b8e-9c61-2f6e1b4a9d70")
 
 
 def _sys_dt(value: datetime | None) -> str | None:
@@ -57,6 +70,7 @@ def reminder_view(row: asyncpg.Record) -> dict[str, Any]:
         "appt_sys_dt": _sys_dt(row["appointment"]),
         "notify_sys_dt": _sys_dt(notify_times[0]) if notify_times else None,
         "notify_sys_dts": [_sys_dt(t) for t in notify_times],
+        "notify_windows": list(row["notify_windows"]),
         "location": row["location"],
         "participant": row["participant"],
         "timezone": row["timezone"],
@@ -79,6 +93,7 @@ def initial_state(inp: ReminderInput) -> ReminderState:
         location=inp.location,
         participant=inp.participant,
         language=inp.language,
+        notify_windows=list(inp.notify_windows),
     )
 
 
@@ -112,12 +127,29 @@ async def read_json(request: Request) -> Any:
 
 
 @router.post("", response_model=CreatedReminder, openapi_extra=CREATE_REMINDER_BODY)
-async def create_reminder(request: Request, services: ServicesDep, settings: SettingsDep) -> dict[str, str]:
-    new = parse_new_reminder(await read_json(request), datetime.now(UTC))
-    inp = new.to_input()
+async def create_reminder(
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    idempotency_key: str | None = Header(
+        None, description="the same key with the same body creates one reminder however often it is sent"
+    ),
+) -> dict[str, str]:
+    body = await read_json(request)
+    new = parse_new_reminder(body, datetime.now(UTC), QuietHours.parse(settings.quiet_hours))
+    request_hash = None
+    reminder_id = None
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise InvalidInput("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        reminder_id = uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key).hex
+        request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    inp = new.to_input(reminder_id)
     store = await services.store()
     temporal = await services.temporal()
-    await store.insert_new(initial_state(inp))
+    made, held_hash = await store.insert_new(initial_state(inp), request_hash)
+    if not made and held_hash != request_hash:
+        raise ApiError(409, "Idempotency-Key was already used with a different body")
     try:
         await temporal.start_workflow(
             ReminderWorkflow.run,
@@ -126,13 +158,20 @@ async def create_reminder(request: Request, services: ServicesDep, settings: Set
             task_queue=settings.task_queue,
             search_attributes=search_attributes_of(inp),
             static_summary=summary_of(inp),
+            # A retried create joins the workflow the first one started, running or not.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
+    except WorkflowAlreadyStartedError:
+        pass
     except (RPCError, RuntimeError) as err:
         log.warning("could not start reminder %s: %s", inp.reminder_id, err)
-        await store.forget(inp.reminder_id)
+        if made:
+            await store.forget(inp.reminder_id)
         raise Unavailable("Temporal") from err
-    CREATED.inc()
-    log.info("created reminder %s", inp.reminder_id, extra={"reminder_id": inp.reminder_id})
+    if made:
+        CREATED.inc()
+        log.info("created reminder %s", inp.reminder_id, extra={"reminder_id": inp.reminder_id})
     return {
         "reminder_id": inp.reminder_id,
         "message": f"Successfully created a reminder with id {inp.reminder_id}.",
@@ -205,6 +244,34 @@ async def get_messages(reminder_id: str, store: StoreDep) -> dict[str, Any]:
             for m in await store.messages(reminder_id)
         ]
     }
+
+
+@router.patch("/{reminder_id}", response_model=Reminder, openapi_extra=CHANGE_REMINDER_BODY)
+async def change_reminder(
+    reminder_id: str, request: Request, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Reschedules or edits a reminder that is still open; absent fields keep their value."""
+    current = await _existing(store, reminder_id)
+    change = parse_change(
+        await read_json(request), current, datetime.now(UTC), QuietHours.parse(settings.quiet_hours)
+    )
+    handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
+    try:
+        state = await handle.execute_update(ReminderWorkflow.reschedule, change)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "InvalidChange":
+            raise ApiError(400, cause.message) from err
+        raise ApiError(
+            409, cause.message if isinstance(cause, ApplicationError) else "reminder is closed"
+        ) from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(409, "the reminder is closed") from err
+        raise
+    await store.upsert_state(state)
+    log.info("rescheduled reminder %s", reminder_id, extra={"reminder_id": reminder_id})
+    return reminder_view(await _existing(store, reminder_id))
 
 
 @router.delete("/{reminder_id}", response_model=DeletedReminder)

@@ -62,7 +62,9 @@ def _sender(value: str, field: str) -> str:
     return parse_contact_number(text, field)
 
 
-async def handle_inbound(*, provider: str, provider_id: str, sender: str, body: str, services: Services) -> str:
+async def handle_inbound(
+    *, provider: str, provider_id: str, sender: str, body: str, services: Services
+) -> str:
     """Routes one received text; answers what was done with it."""
     outcome = await _route_inbound(
         provider=provider,

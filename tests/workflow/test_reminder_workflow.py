@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -24,6 +25,7 @@ from workflows.models import (
     ReminderInput,
     ReminderState,
     Reply,
+    Reschedule,
     SendRequest,
     SendResult,
     Status,
@@ -253,3 +255,72 @@ async def test_a_flood_of_replies_stays_bounded(workflow_env, worker, fakes):
     state = await handle.query(ReminderWorkflow.status)
     assert state.status == Status.CONFIRMED
     await handle.terminate()
+
+
+def change_of(inp: ReminderInput, appointment: datetime, windows: list[int]) -> Reschedule:
+    return Reschedule(
+        appointment=appointment,
+        appt_user_dt=appointment.strftime("%Y-%m-%d %H:%M:%S"),
+        notify_windows=windows,
+        notify_at=[appointment - timedelta(hours=h) for h in windows],
+        timezone=None,
+        location=inp.location,
+        participant="Dr Jones",
+        language=None,
+    )
+
+
+async def test_reschedule_before_send_moves_the_timer(workflow_env, worker, fakes):
+    inp = reminder(timedelta(hours=1, seconds=30), [1])
+    handle = await start(workflow_env, worker, inp)
+    moved = (datetime.now(UTC) + timedelta(hours=1, seconds=3)).replace(microsecond=0)
+    state = await handle.execute_update(ReminderWorkflow.reschedule, change_of(inp, moved, [1]))
+    assert state.appointment == moved and state.participant == "Dr Jones"
+    await eventually(lambda: len(fakes.sent) == 1, timeout=8)
+    sent_at, request = fakes.sent[0]
+    assert sent_at >= moved - timedelta(hours=1, milliseconds=50)
+    assert request.participant == "Dr Jones"
+    await record_history(handle, "rescheduled")
+    await handle.terminate()
+
+
+async def test_reschedule_after_send_resets_the_answer_and_prompts_again(workflow_env, worker, fakes):
+    inp = reminder(timedelta(minutes=30), [1])
+    handle = await start(workflow_env, worker, inp)
+    await eventually(lambda: len(fakes.sent) == 1)
+    await handle.signal(
+        ReminderWorkflow.reply, Reply(message_id="y", body="yes", received_at=datetime.now(UTC))
+    )
+    await eventually(lambda: len(fakes.sent) == 2)
+    moved = (datetime.now(UTC) + timedelta(minutes=45)).replace(microsecond=0)
+    state = await handle.execute_update(ReminderWorkflow.reschedule, change_of(inp, moved, [1]))
+    assert state.will_attend is None and state.status == Status.SCHEDULED
+    await eventually(lambda: len(fakes.sent) == 3)
+    assert fakes.purposes() == [Purpose.REMINDER, Purpose.CONFIRMATION, Purpose.REMINDER]
+    assert fakes.sent[2][1].key != fakes.sent[0][1].key, "a new reminder is not taken for a resend"
+    state = await handle.query(ReminderWorkflow.status)
+    assert state.status == Status.AWAITING_REPLY and state.appointment == moved
+    await handle.terminate()
+
+
+async def test_invalid_reschedule_changes_nothing(workflow_env, worker, fakes):
+    inp = reminder(timedelta(hours=2), [1])
+    handle = await start(workflow_env, worker, inp)
+    before = await handle.query(ReminderWorkflow.status)
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(ReminderWorkflow.reschedule, change_of(inp, past, [1]))
+    assert isinstance(failure.value.cause, ApplicationError) and failure.value.cause.type == "InvalidChange"
+    after = await handle.query(ReminderWorkflow.status)
+    assert after == before
+    await handle.terminate()
+
+
+async def test_closed_reminder_refuses_reschedule(workflow_env, worker, fakes):
+    inp = reminder(timedelta(hours=1, seconds=3), [1])
+    handle = await start(workflow_env, worker, inp)
+    await handle.signal(ReminderWorkflow.opt_out)
+    await asyncio.wait_for(handle.result(), timeout=10)
+    future = datetime.now(UTC) + timedelta(hours=3)
+    with pytest.raises((WorkflowUpdateFailedError, RPCError)):
+        await handle.execute_update(ReminderWorkflow.reschedule, change_of(inp, future, [1]))

@@ -16,7 +16,7 @@ HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 
 def test_histories_exist():
     names = {p.stem for p in HISTORIES}
-    assert {"sent", "deleted", "no_response", "opted_out", "confirmed_then_declined"} <= names
+    assert {"sent", "deleted", "no_response", "opted_out", "confirmed_then_declined", "rescheduled"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
