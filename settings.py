@@ -71,6 +71,7 @@ class Settings(BaseSettings):
 
     send_rate_per_second: float = 5.0
     quiet_hours: str | None = None
+    reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
     worker_cache_size: int = 10000
     worker_activity_slots: int = 200

@@ -21,6 +21,7 @@ from activities.texts import texts_from_settings
 from settings import Settings, get_settings
 from stack.clients import connect_temporal, metrics_runtime
 from stack.logs import setup_logging
+from stack.reconcile import reconcile_forever
 from workflows.reminder import KeywordWorkflow, ReminderWorkflow
 
 log = logging.getLogger("reminders.worker")
@@ -62,8 +63,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
             log.info("worker polling task queue %s (provider %s)", settings.task_queue, settings.provider)
             if ready_file is not None:
                 ready_file.write_text(str(os.getpid()))
+            reconciling = None
+            if settings.reconcile_interval > 0:
+                reconciling = asyncio.create_task(
+                    reconcile_forever(client, store, settings.reconcile_interval, stop)
+                )
             await stop.wait()
             log.info("worker shutting down")
+            if reconciling is not None:
+                await reconciling
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ All SQL of the service lives here. Temporal is the source of truth; rows follow 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -142,6 +142,27 @@ class Store:
             "UPDATE reminders SET deleted_at = now() WHERE reminder_id = $1 AND deleted_at IS NULL",
             reminder_id,
         )
+
+    async def get_any(self, reminder_id: str) -> asyncpg.Record | None:
+        """The row, deleted or not."""
+        return await self.pool.fetchrow("SELECT * FROM reminders WHERE reminder_id = $1", reminder_id)
+
+    async def set_status(self, reminder_id: str, status: str) -> None:
+        """For a workflow that ended without writing its last state (terminated by an operator)."""
+        await self.pool.execute(
+            "UPDATE reminders SET status = $2, seq = seq + 1, updated_at = now() WHERE reminder_id = $1",
+            reminder_id,
+            status,
+        )
+
+    async def unstarted_rows(self, older_than: timedelta) -> list[str]:
+        """Rows the API wrote that no workflow has written since."""
+        rows = await self.pool.fetch(
+            "SELECT reminder_id FROM reminders WHERE seq = 0 AND deleted_at IS NULL"
+            " AND created_at < now() - $1::interval",
+            older_than,
+        )
+        return [r["reminder_id"] for r in rows]
 
     async def get(self, reminder_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(

@@ -1,0 +1,126 @@
+"""Brings the PostgreSQL mirror back in line with Temporal, the source of truth.
+
+`python -m stack.reconcile` runs it once; the worker runs it every RECONCILE_INTERVAL seconds. Workflows
+write their own rows, with a sequence number so an old write never wins; this repairs what those writes
+cannot: a row lost with a restored database, a workflow an operator terminated, a row left by an API that
+died between writing it and starting the workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.store import Store, create_pool
+from settings import get_settings
+from stack.clients import connect_temporal
+from stack.logs import setup_logging
+from workflows.models import WORKFLOW_ID_PREFIX, ReminderState, Status, workflow_id
+from workflows.reminder import REMINDER_STATUS, ReminderWorkflow
+
+log = logging.getLogger("reminders.reconcile")
+
+# A row the API wrote whose workflow never started is removed only once it is this old, so a create in
+# flight is never mistaken for one.
+ORPHAN_AGE = timedelta(minutes=5)
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    repaired: int = 0
+    orphans_removed: int = 0
+
+    def __str__(self) -> str:
+        return f"checked {self.checked}, repaired {self.repaired}, orphan rows removed {self.orphans_removed}"
+
+
+async def _state_of(client: Client, reminder_id: str, running: bool) -> ReminderState | None:
+    handle = client.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
+    try:
+        if running:
+            return await handle.query(ReminderWorkflow.status)
+        return await handle.result()
+    except Exception as err:  # noqa: BLE001 - a reminder that cannot be read is reported, not fatal
+        log.info("cannot read reminder %s: %s", reminder_id, err)
+        return None
+
+
+async def reconcile(client: Client, store: Store, *, closed_since: timedelta = timedelta(days=2)) -> Report:
+    report = Report()
+    since = (datetime.now(UTC) - closed_since).strftime("%Y-%m-%dT%H:%M:%SZ")
+    query = f"WorkflowType = 'ReminderWorkflow' AND (ExecutionStatus = 'Running' OR CloseTime > '{since}')"
+    async for execution in client.list_workflows(query):
+        reminder_id = execution.id.removeprefix(WORKFLOW_ID_PREFIX)
+        report.checked += 1
+        row = await store.get_any(reminder_id)
+        if row is not None and row["deleted_at"] is not None:
+            continue
+        seen_status = execution.typed_search_attributes.get(REMINDER_STATUS)
+        running = execution.status == WorkflowExecutionStatus.RUNNING
+        if row is not None and row["status"] == seen_status:
+            continue
+        if execution.status == WorkflowExecutionStatus.CANCELED:
+            await store.mark_deleted(reminder_id)
+            report.repaired += 1
+            continue
+        if execution.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+            state = await _state_of(client, reminder_id, running)
+            if state is not None and await store.upsert_state(state):
+                report.repaired += 1
+            continue
+        # Terminated, failed or timed out: the workflow said its last word through its search attribute.
+        if row is not None and seen_status and row["status"] != seen_status:
+            known = {s.value for s in Status}
+            await store.set_status(reminder_id, seen_status if seen_status in known else Status.FAILED.value)
+            report.repaired += 1
+    for reminder_id in await store.unstarted_rows(older_than=ORPHAN_AGE):
+        try:
+            await client.get_workflow_handle(workflow_id(reminder_id)).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                await store.forget(reminder_id)
+                report.orphans_removed += 1
+    return report
+
+
+async def reconcile_forever(client: Client, store: Store, interval: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+            return
+        except TimeoutError:
+            pass
+        try:
+            report = await reconcile(client, store)
+            if report.repaired or report.orphans_removed:
+                log.info("mirror reconciled: %s", report)
+        except Exception:  # noqa: BLE001 - try again next round; the reminders themselves are unaffected
+            log.exception("reconcile round failed")
+
+
+async def _main() -> None:
+    settings = get_settings()
+    if not settings.database_url:
+        raise SystemExit("DATABASE_URL is not set")
+    client = await connect_temporal(settings)
+    pool = await create_pool(settings.database_url)
+    try:
+        report = await reconcile(client, Store(pool))
+        print(report)
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    setup_logging(get_settings())
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The mirror converges on Temporal's truth whatever happened to the rows."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from activities.store import Store
+from settings import Settings
+from stack.clients import connect_temporal
+from stack.reconcile import reconcile
+from tests.e2e.harness import FakeProvider, Stack, new_number
+from tests.e2e.test_reminders_e2e import get
+from tests.e2e.test_replies_e2e import sent_reminder
+
+pytestmark = pytest.mark.e2e
+
+
+def run_reconcile(stack: Stack, damage: str, *args) -> tuple:
+    info = stack.run_info()
+
+    async def go():
+        client = await connect_temporal(Settings(_env_file=None, temporal_address=info["temporal"]))
+        pool = await asyncpg.create_pool(info["database_url"], min_size=1, max_size=2)
+        try:
+            await pool.execute(damage, *args)
+            return await reconcile(client, Store(pool))
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
+
+
+def test_a_stale_row_is_repaired(stack: Stack, fake: FakeProvider):
+    reminder_id = sent_reminder(stack, fake, new_number())
+    report = run_reconcile(
+        stack,
+        "UPDATE reminders SET status = 'scheduled', reminder_sent = false, seq = 0 WHERE reminder_id = $1",
+        reminder_id,
+    )
+    assert report.repaired >= 1
+    row = get(stack, reminder_id)
+    assert row["status"] == "awaiting_reply" and row["reminder_sent"] is True
+
+
+def test_a_lost_row_is_written_again(stack: Stack, fake: FakeProvider):
+    reminder_id = sent_reminder(stack, fake, new_number())
+    run_reconcile(stack, "DELETE FROM reminders WHERE reminder_id = $1", reminder_id)
+    assert get(stack, reminder_id)["status"] == "awaiting_reply"
+
+
+def test_a_row_without_a_workflow_is_removed(stack: Stack):
+    orphan = "f" * 32
+    report = run_reconcile(
+        stack,
+        "INSERT INTO reminders (reminder_id, contact_number, appointment, appt_user_dt, notify_times, status, seq,"
+        " created_at) VALUES ($1, '12223334444', $2, '2030-01-01 10:00:00', ARRAY[$2]::timestamptz[],"
+        " 'scheduled', 0, now() - interval '1 hour')",
+        orphan,
+        datetime.now(UTC) + timedelta(days=1),
+    )
+    assert report.orphans_removed == 1
+    with stack.client() as http:
+        assert http.get(f"/reminder/{orphan}").status_code == 404
