@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     task_queue: str = "reminders"
 
     database_url: str | None = None
+    payload_encryption_key: str | None = None
 
     sms_provider: str | None = None
     flowroute_access_key: str | None = None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from settings import Settings
+from stack.codec import data_converter
 
 
 def temporal_target(settings: Settings) -> str:
@@ -44,7 +44,7 @@ async def connect_temporal(
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key,
         tls=_tls(settings),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings.payload_encryption_key),
         lazy=lazy,
         runtime=runtime,
     )

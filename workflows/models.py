@@ -58,6 +58,8 @@ class ReminderInput:
     """Set only when the workflow continues as new."""
     notify_at: list[datetime] = field(default_factory=list)
     """The notify times as the API settled them (quiet hours applied); empty means straight from the windows."""
+    contact_search: str | None = None
+    """The ContactNumber search attribute's value when it is not the number itself (encryption on)."""
 
     def notify_times(self) -> list[datetime]:
         if self.notify_at:
@@ -85,6 +87,7 @@ class ReminderState:
     sent_at: datetime | None = None
     seq: int = 0
     notify_windows: list[int] = field(default_factory=list)
+    contact_search: str | None = None
 
 
 @dataclass

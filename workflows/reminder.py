@@ -79,6 +79,7 @@ class ReminderWorkflow:
                 participant=inp.participant,
                 language=inp.language,
                 notify_windows=list(inp.notify_windows),
+                contact_search=inp.contact_search,
             )
             self._next_prompt = 0
             self._unparsable_answers = 0
@@ -301,7 +302,7 @@ class ReminderWorkflow:
                 REMINDER_STATUS.value_set(state.status.value),
                 NOTIFY_TIME.value_set(notify),
                 APPOINTMENT_TIME.value_set(state.appointment),
-                CONTACT_NUMBER.value_set(state.contact_number),
+                CONTACT_NUMBER.value_set(state.contact_search or state.contact_number),
             ]
         )
         self._mirrors = [t for t in self._mirrors if not t.done()]

@@ -36,6 +36,7 @@ from api.schemas import (
     ReminderList,
 )
 from api.validation import InvalidInput, QuietHours, parse_change, parse_new_reminder
+from stack.codec import contact_search_value
 from workflows.models import ReminderInput, ReminderState, Status, workflow_id
 from workflows.reminder import (
     APPOINTMENT_TIME,
@@ -98,7 +99,10 @@ def initial_state(inp: ReminderInput) -> ReminderState:
 
 
 def summary_of(inp: ReminderInput) -> str:
+    """The one line the Temporal UI lists: who, when, where (only when, if payloads are encrypted)."""
     where = inp.timezone or "UTC offset as given"
+    if inp.contact_search:
+        return f"{inp.appt_user_dt} ({where})"
     parts = [f"{inp.contact_number}", f"{inp.appt_user_dt} ({where})"]
     if inp.location:
         parts.append(f"at {inp.location}")
@@ -110,7 +114,7 @@ def summary_of(inp: ReminderInput) -> str:
 def search_attributes_of(inp: ReminderInput) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
-            SearchAttributePair(CONTACT_NUMBER, inp.contact_number),
+            SearchAttributePair(CONTACT_NUMBER, inp.contact_search or inp.contact_number),
             SearchAttributePair(REMINDER_STATUS, Status.SCHEDULED.value),
             SearchAttributePair(APPOINTMENT_TIME, inp.appointment),
             SearchAttributePair(NOTIFY_TIME, inp.notify_times()[0]),
@@ -145,6 +149,8 @@ async def create_reminder(
         reminder_id = uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key).hex
         request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     inp = new.to_input(reminder_id)
+    if settings.payload_encryption_key:
+        inp.contact_search = contact_search_value(settings.payload_encryption_key, inp.contact_number)
     store = await services.store()
     temporal = await services.temporal()
     made, held_hash = await store.insert_new(initial_state(inp), request_hash)

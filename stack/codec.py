@@ -1,0 +1,103 @@
+"""Optional encryption of everything the Temporal server stores about a reminder (PAYLOAD_ENCRYPTION_KEY).
+
+With it on, workflow inputs, results, signals and activity arguments leave the process as AES-GCM
+ciphertext, failure messages are encoded too, and the ContactNumber search attribute holds a keyed hash
+of the number instead of the number.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import os
+from collections.abc import Sequence
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+
+ENCODING = b"binary/encrypted"
+NONCE_BYTES = 12
+
+
+def parse_key(text: str) -> bytes:
+    """A 128-, 192- or 256-bit key, written as base64 or hex."""
+    raw = text.strip()
+    for decode in (bytes.fromhex, base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            key = decode(raw)
+        except (ValueError, binascii.Error):
+            continue
+        if len(key) in (16, 24, 32):
+            return key
+    raise ValueError("PAYLOAD_ENCRYPTION_KEY must be 16, 24 or 32 bytes, as hex or base64")
+
+
+class AesGcmCodec(PayloadCodec):
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+        self.key_id = hashlib.sha256(key).hexdigest()[:16].encode()
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = []
+        for payload in payloads:
+            nonce = os.urandom(NONCE_BYTES)
+            sealed = self._aead.encrypt(nonce, payload.SerializeToString(), self.key_id)
+            out.append(
+                Payload(
+                    metadata={"encoding": ENCODING, "encryption-key-id": self.key_id}, data=nonce + sealed
+                )
+            )
+        return out
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = []
+        for payload in payloads:
+            if payload.metadata.get("encoding") != ENCODING:
+                out.append(payload)
+                continue
+            key_id = payload.metadata.get("encryption-key-id", b"")
+            if key_id != self.key_id:
+                raise ValueError(
+                    f"payload was encrypted with another key ({key_id.decode(errors='replace')})"
+                )
+            nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
+            out.append(Payload.FromString(self._aead.decrypt(nonce, sealed, key_id)))
+        return out
+
+
+def data_converter(encryption_key: str | None) -> DataConverter:
+    if not encryption_key:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=AesGcmCodec(parse_key(encryption_key)),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def contact_search_value(encryption_key: str | None, contact_number: str) -> str:
+    """What the ContactNumber search attribute holds: the number, or with encryption on a keyed hash of it,
+    so an operator who knows the number (and the key) can still find its reminders."""
+    if not encryption_key:
+        return contact_number
+    digest = hmac.new(parse_key(encryption_key), f"contact:{contact_number}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+def main() -> None:
+    """`python -m stack.codec 12223334444`: the ContactNumber value to search for."""
+    import sys
+
+    from settings import get_settings
+
+    for number in sys.argv[1:]:
+        print(contact_search_value(get_settings().payload_encryption_key, number.lstrip("+")))
+
+
+if __name__ == "__main__":
+    main()
