@@ -169,7 +169,7 @@ class Store:
             "SELECT * FROM reminders WHERE reminder_id = $1 AND deleted_at IS NULL", reminder_id
         )
 
-    async def list(
+    async def list_page(
         self,
         *,
         limit: int,

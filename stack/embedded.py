@@ -209,10 +209,11 @@ class EmbeddedPostgres:
     def _run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         # As root, drop to the server's user entirely: its own group and no supplementary ones, or a
         # root-group folder on the way to the data would deny it by its group bits.
-        identity: dict[str, object] = {}
+        uid = gid = None
+        groups: list[int] | None = None
         if self.user is not None:
             entry = pwd.getpwnam(self.user)
-            identity = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+            uid, gid, groups = entry.pw_uid, entry.pw_gid, []
         return subprocess.run(
             [str(self.bin / tool), *args],
             check=True,
@@ -221,7 +222,9 @@ class EmbeddedPostgres:
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             cwd="/",
-            **identity,  # type: ignore[arg-type]
+            user=uid,
+            group=gid,
+            extra_groups=groups,
         )
 
     def _prepare_permissions(self) -> None:

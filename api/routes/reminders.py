@@ -210,7 +210,7 @@ async def list_reminders(
         raise InvalidInput("status", f"must be one of {', '.join(LISTED_STATUSES)}")
     if contact_number is not None:
         contact_number = contact_number.strip().lstrip("+")
-    page = await store.list(
+    page = await store.list_page(
         limit=limit,
         after=_decode_cursor(cursor) if cursor else None,
         status=status,
