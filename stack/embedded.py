@@ -263,6 +263,9 @@ class EmbeddedPostgres:
         if state is None or state == "Z" or _process_name(pid) != "postgres":
             log.info("removing stale postmaster.pid (pid %s %s)", pid, state or "gone")
             pid_file.unlink(missing_ok=True)
+            # The socket's lock names the same dead pid; PostgreSQL counts a zombie as alive and refuses it.
+            for leftover in self.socket_dir.glob(".s.PGSQL.*"):
+                leftover.unlink(missing_ok=True)
             return
         log.info("a PostgreSQL from an earlier run is still up (pid %s); restarting it", pid)
         self.stop()
