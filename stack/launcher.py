@@ -219,6 +219,12 @@ class Launcher:
                 log.warning("temporal dev server died; starting it again")
                 await asyncio.to_thread(self.temporal.start)
                 self._write_run_file()
+            if self.postgres is not None and not self.postgres.alive():
+                log.warning("PostgreSQL is down; starting it again")
+                try:
+                    await asyncio.to_thread(self.postgres.start)
+                except RuntimeError as err:
+                    log.error("PostgreSQL did not come back: %s", err)
             for child in self.children:
                 if not child.exited():
                     continue

@@ -95,3 +95,28 @@ def test_power_cut_then_clean_start(own_stack: Stack, fake: FakeProvider):
     fake.wait_for(number, 1, timeout=30)
     time.sleep(2)
     assert len(fake.to(number)) == 1
+
+
+def test_parts_that_die_are_started_again(own_stack: Stack, fake: FakeProvider):
+    info = own_stack.run_info()
+    os.kill(postmaster_pid(own_stack), signal.SIGKILL)
+    os.kill(info["pids"]["api"], signal.SIGKILL)
+    os.kill(info["temporal_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    ready = False
+    while time.monotonic() < deadline and not ready:
+        try:
+            with own_stack.client() as http:
+                ready = http.get("/readyz").status_code == 200
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.5)
+    assert ready, own_stack.log_tail()
+    number = new_number()
+    create(
+        own_stack,
+        contact_number=number,
+        appointment_time=iso(appointment_in(timedelta(minutes=30))),
+        notify_window=1,
+    )
+    fake.wait_for(number, 1, timeout=30)
