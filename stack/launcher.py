@@ -23,7 +23,7 @@ import httpx
 from activities.store import Store, create_pool
 from settings import Settings, get_settings
 from stack.clients import connect_temporal
-from stack.embedded import EmbeddedPostgres, TemporalDevServer, die_with_parent, port_open, stop_process
+from stack.embedded import EmbeddedPostgres, TemporalDevServer, port_open, spawn, stop_process
 from stack.logs import setup_logging
 
 log = logging.getLogger("reminders.launcher")
@@ -48,17 +48,7 @@ class Child:
     def start(self) -> None:
         if self.ready_file is not None:
             self.ready_file.unlink(missing_ok=True)
-        out = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            self.args,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        out.close()
+        self.proc = spawn(self.args, self.log_file, self.env)
         log.info("%s started (pid %s)", self.name, self.proc.pid)
 
     def exited(self) -> bool:

@@ -90,6 +90,22 @@ class ReminderState:
     contact_search: str | None = None
 
 
+def initial_state(inp: ReminderInput) -> ReminderState:
+    return ReminderState(
+        reminder_id=inp.reminder_id,
+        contact_number=inp.contact_number,
+        appointment=inp.appointment,
+        appt_user_dt=inp.appt_user_dt,
+        notify_times=inp.notify_times(),
+        timezone=inp.timezone,
+        location=inp.location,
+        participant=inp.participant,
+        language=inp.language,
+        notify_windows=list(inp.notify_windows),
+        contact_search=inp.contact_search,
+    )
+
+
 @dataclass
 class CarriedState:
     state: ReminderState

@@ -27,6 +27,7 @@ from workflows.models import (
     SendRequest,
     SendResult,
     Status,
+    initial_state,
     workflow_id,
 )
 
@@ -68,19 +69,7 @@ class ReminderWorkflow:
             self._seen = list(carried.seen_message_ids)
             self._generation = carried.generation
         else:
-            self._state = ReminderState(
-                reminder_id=inp.reminder_id,
-                contact_number=inp.contact_number,
-                appointment=inp.appointment,
-                appt_user_dt=inp.appt_user_dt,
-                notify_times=inp.notify_times(),
-                timezone=inp.timezone,
-                location=inp.location,
-                participant=inp.participant,
-                language=inp.language,
-                notify_windows=list(inp.notify_windows),
-                contact_search=inp.contact_search,
-            )
+            self._state = initial_state(inp)
             self._next_prompt = 0
             self._unparsable_answers = 0
             self._seen = []

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +38,7 @@ from api.schemas import (
 )
 from api.validation import InvalidInput, QuietHours, parse_change, parse_new_reminder
 from stack.codec import contact_search_value
-from workflows.models import ReminderInput, ReminderState, Status, workflow_id
+from workflows.models import ReminderInput, Status, initial_state, workflow_id
 from workflows.reminder import (
     APPOINTMENT_TIME,
     CONTACT_NUMBER,
@@ -56,6 +57,9 @@ LISTED_STATUSES = sorted(s.value for s in Status if s is not Status.DELETED)
 MAX_IDEMPOTENCY_KEY = 200
 # Reminder ids made from an Idempotency-Key: the same key always names the same reminder.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5d0c7d1e-3f2a-4b8e-9c61-2f6e1b4a9d70")
+# Anything else (a NUL, a lone surrogate) would reach PostgreSQL only to fail there as a 500.
+REMINDER_ID = re.compile(r"[0-9a-f]{32}")
+CONTACT_FILTER = re.compile(r"[0-9]{1,15}")
 
 
 def _sys_dt(value: datetime | None) -> str | None:
@@ -81,21 +85,6 @@ def reminder_view(row: asyncpg.Record) -> dict[str, Any]:
         "confirm_sent": row["confirm_sent"],
         "status": row["status"],
     }
-
-
-def initial_state(inp: ReminderInput) -> ReminderState:
-    return ReminderState(
-        reminder_id=inp.reminder_id,
-        contact_number=inp.contact_number,
-        appointment=inp.appointment,
-        appt_user_dt=inp.appt_user_dt,
-        notify_times=inp.notify_times(),
-        timezone=inp.timezone,
-        location=inp.location,
-        participant=inp.participant,
-        language=inp.language,
-        notify_windows=list(inp.notify_windows),
-    )
 
 
 def summary_of(inp: ReminderInput) -> str:
@@ -187,9 +176,12 @@ async def create_reminder(
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         appointment, reminder_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(appointment), str(reminder_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as err:
+        after = datetime.fromisoformat(appointment), str(reminder_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError) as err:
         raise InvalidInput("cursor", "is not a cursor this API gave out") from err
+    if not REMINDER_ID.fullmatch(after[1]):
+        raise InvalidInput("cursor", "is not a cursor this API gave out")
+    return after
 
 
 def _encode_cursor(after: tuple[datetime, str]) -> str:
@@ -210,6 +202,8 @@ async def list_reminders(
         raise InvalidInput("status", f"must be one of {', '.join(LISTED_STATUSES)}")
     if contact_number is not None:
         contact_number = contact_number.strip().lstrip("+")
+        if not CONTACT_FILTER.fullmatch(contact_number):
+            raise InvalidInput("contact_number", "must be the digits of a contact number")
     page = await store.list_page(
         limit=limit,
         after=_decode_cursor(cursor) if cursor else None,
@@ -223,7 +217,7 @@ async def list_reminders(
 
 
 async def _existing(store: StoreDep, reminder_id: str) -> asyncpg.Record:
-    row = await store.get(reminder_id)
+    row = await store.get(reminder_id) if REMINDER_ID.fullmatch(reminder_id) else None
     if row is None:
         raise ApiError(404, "unknown reminder id")
     return row

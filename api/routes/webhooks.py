@@ -141,8 +141,8 @@ async def seed_inbound(request: Request, services: ServicesDep) -> dict[str, str
     sender = _sender(_text(data, "from", MAX_ADDRESS), "from")
     body = _text(data, "body", MAX_BODY)
     message_id = data.get("id")
-    if message_id is not None and (not isinstance(message_id, str) or len(message_id) > MAX_PROVIDER_ID):
-        raise InvalidInput("id", f"must be a string of at most {MAX_PROVIDER_ID} characters")
+    if message_id is not None:
+        message_id = clean_text(message_id, "id", MAX_PROVIDER_ID)
     outcome = await handle_inbound(
         provider="seed",
         provider_id=message_id or uuid.uuid4().hex,
@@ -158,8 +158,9 @@ def _jsonapi_data(data: Any) -> tuple[str, dict[str, Any]]:
         raise InvalidInput("data", "must be a JSON:API object with data")
     inner = data["data"]
     message_id = inner.get("id")
-    if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_PROVIDER_ID:
+    if not isinstance(message_id, str) or not message_id:
         raise InvalidInput("data.id", "is required and must be a string")
+    clean_text(message_id, "data.id", MAX_PROVIDER_ID)
     attributes = inner.get("attributes")
     if not isinstance(attributes, dict):
         raise InvalidInput("data.attributes", "is required and must be an object")
@@ -220,6 +221,8 @@ async def twilio_inbound(
     settings = services.settings
     if not settings.twilio_auth_token:
         raise ApiError(403, "Twilio webhooks are not configured (TWILIO_AUTH_TOKEN is not set)")
+    # Read whole first: the size limit then answers 413, not the parse error below a 400.
+    await request.body()
     try:
         form = await request.form()
     except Exception as err:  # noqa: BLE001 - any unreadable form is the caller's fault

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from stack.embedded import free_port
-from tests.e2e.harness import FakeProvider, Stack
+from tests.e2e.harness import FakeProvider, Stack, flowroute_env
 
 TWILIO_TOKEN = "twilio-test-token"
 
@@ -24,16 +24,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake: FakeProvider) -> Itera
     """One stack for the module tests that do not kill anything: Flowroute pointed at the fake."""
     s = Stack(
         Path(tmp_path_factory.mktemp("stack")),
-        {
-            "SMS_PROVIDER": "flowroute",
-            "FLOWROUTE_API_URL": fake.url,
-            "FLOWROUTE_ACCESS_KEY": "access-key",
-            "FLOWROUTE_SECRET_KEY": "secret-key",
-            "FLOWROUTE_NUMBER": "18005550100",
-            "ORG_NAME": "West Side Clinic",
-            "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-            "METRICS_PORT": str(free_port()),
-        },
+        flowroute_env(
+            fake, ORG_NAME="West Side Clinic", TWILIO_AUTH_TOKEN=TWILIO_TOKEN, METRICS_PORT=str(free_port())
+        ),
     )
     s.start()
     try:

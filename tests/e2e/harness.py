@@ -131,6 +131,18 @@ class FakeProvider:
             time.sleep(0.05)
 
 
+def flowroute_env(fake: FakeProvider, **extra: str) -> dict[str, str]:
+    """Settings that send through Flowroute played by `fake`."""
+    return {
+        "SMS_PROVIDER": "flowroute",
+        "FLOWROUTE_API_URL": fake.url,
+        "FLOWROUTE_ACCESS_KEY": "access-key",
+        "FLOWROUTE_SECRET_KEY": "secret-key",
+        "FLOWROUTE_NUMBER": "18005550100",
+        **extra,
+    }
+
+
 def new_number() -> str:
     return "1" + "".join(random.choice("0123456789") for _ in range(10))
 

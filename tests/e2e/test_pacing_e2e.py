@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import FakeProvider, Stack, new_number
+from tests.e2e.harness import FakeProvider, Stack, flowroute_env, new_number
 from tests.e2e.test_reminders_e2e import appointment_in, create, iso
 
 pytestmark = pytest.mark.e2e
@@ -29,14 +29,7 @@ def limited() -> Iterator[FakeProvider]:
 def paced_stack(tmp_path_factory: pytest.TempPathFactory, limited: FakeProvider) -> Iterator[Stack]:
     s = Stack(
         Path(tmp_path_factory.mktemp("paced")),
-        {
-            "SMS_PROVIDER": "flowroute",
-            "FLOWROUTE_API_URL": limited.url,
-            "FLOWROUTE_ACCESS_KEY": "a",
-            "FLOWROUTE_SECRET_KEY": "s",
-            "FLOWROUTE_NUMBER": ",".join(NUMBERS),
-            "SEND_RATE_PER_SECOND": "5",
-        },
+        flowroute_env(limited, FLOWROUTE_NUMBER=",".join(NUMBERS), SEND_RATE_PER_SECOND="5"),
     )
     s.start()
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import FakeProvider, Stack, new_number
+from tests.e2e.harness import FakeProvider, Stack, flowroute_env, new_number
 from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +33,7 @@ def postmaster_pid(stack: Stack) -> int:
 def own_stack(tmp_path: Path, fake: FakeProvider) -> Iterator[Stack]:
     s = Stack(
         tmp_path / "data",
-        {
-            "SMS_PROVIDER": "flowroute",
-            "FLOWROUTE_API_URL": fake.url,
-            "FLOWROUTE_ACCESS_KEY": "a",
-            "FLOWROUTE_SECRET_KEY": "s",
-            "FLOWROUTE_NUMBER": "18005550199",
-        },
+        flowroute_env(fake, FLOWROUTE_NUMBER="18005550199"),
     )
     s.start()
     yield s
