@@ -38,6 +38,8 @@ def build_worker(settings: Settings, client: Client, activities: ReminderActivit
         activities=[activities.send_message, activities.mirror_state, activities.set_opt_out],
         max_cached_workflows=settings.worker_cache_size,
         max_concurrent_workflow_task_polls=settings.worker_workflow_pollers,
+        # Sends and mirror writes of a burst arrive together: more pollers drain the activity queue faster.
+        max_concurrent_activity_task_polls=10,
         max_concurrent_activities=settings.worker_activity_slots,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )

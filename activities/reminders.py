@@ -85,6 +85,8 @@ class ReminderActivities:
             provider=self._provider.name,
         )
         if already is not None:
+            if request.mirror is not None:
+                await self._store.upsert_state(request.mirror)
             log.info(
                 "%s was sent before as %s; not sending again",
                 request.key,
@@ -109,6 +111,8 @@ class ReminderActivities:
             )
             raise ApplicationError(str(err), type="ProviderRefused", non_retryable=True) from err
         await self._store.complete_send(request.key, provider_id)
+        if request.mirror is not None:
+            await self._store.upsert_state(request.mirror)
         _count("reminders_messages_sent", "Messages the provider accepted", purpose=request.purpose.value)
         log.info(
             "sent %s for reminder %s as %s",

@@ -147,6 +147,8 @@ class SendRequest:
     location: str | None = None
     participant: str | None = None
     language: str | None = None
+    mirror: ReminderState | None = None
+    """The reminder's state once this message is accepted, written to the mirror by the same activity."""
 
 
 @dataclass

@@ -83,7 +83,9 @@ class ReminderWorkflow:
     @workflow.run
     async def run(self, inp: ReminderInput) -> ReminderState:
         try:
-            if inp.carried is None:
+            # The API writes the first row and search attributes itself; reminders started before that
+            # change still publish their initial state on replay.
+            if inp.carried is None and not workflow.patched("api-writes-initial-state"):
                 self._publish()
             while not await self._step():
                 pass
@@ -201,10 +203,19 @@ class ReminderWorkflow:
         self._next_prompt += 1
         generation = self._generation
         key = f"reminder:{index}" if generation == 0 else f"reminder:g{generation}:{index}"
-        result = await self._send(Purpose.REMINDER, key)
+        state = self._state
+        sent = self._after(
+            reminder_sent=True,
+            sent_at=workflow.now(),
+            status=Status.AWAITING_REPLY if state.will_attend is None else state.status,
+        )
+        result = await self._send(Purpose.REMINDER, key, sent)
         state = self._state
         if generation != self._generation:
-            # Rescheduled while this one was on its way: the new schedule decides what goes out next.
+            # Rescheduled while this one was on its way: the new schedule decides what goes out next, and
+            # the mirror gets the rescheduled state again over whatever the send wrote.
+            if sent is not None:
+                self._publish()
             return
         if result is None:
             if not state.reminder_sent:
@@ -212,6 +223,9 @@ class ReminderWorkflow:
             return
         if result.opted_out:
             self._opted_out = True
+            return
+        if sent is not None:
+            self._adopt(sent)
             return
         state.reminder_sent = True
         state.sent_at = workflow.now()
@@ -242,17 +256,46 @@ class ReminderWorkflow:
         ).with_additional_attributes({"answer": "yes" if attending else "no"}).add(1)
         self._publish()
         purpose = Purpose.CONFIRMATION if attending else Purpose.CANCELLATION
-        result = await self._send(purpose, f"answer:{message_id}")
+        generation = self._generation
+        confirmed = self._after(confirm_sent=True)
+        result = await self._send(purpose, f"answer:{message_id}", confirmed)
         if result is not None and result.delivered_to_provider:
-            state.confirm_sent = True
-            self._publish()
+            if confirmed is None:
+                state.confirm_sent = True
+                self._publish()
+            elif generation == self._generation and self._state.will_attend == attending:
+                self._adopt(confirmed)
+            else:
+                self._publish()
         elif result is not None and result.opted_out:
             self._opted_out = True
 
-    async def _send(self, purpose: Purpose, key: str) -> SendResult | None:
+    def _after(self, **changes: object) -> ReminderState | None:
+        """The state a send leads to, for the send activity to write to the mirror itself (one activity
+        per send instead of two); None for reminders started before that, which replay the old way."""
+        if not workflow.patched("send-writes-mirror"):
+            return None
+        state = self._state
+        return dataclasses.replace(
+            state,
+            notify_times=list(state.notify_times),
+            notify_windows=list(state.notify_windows),
+            seq=state.seq + 1,
+            **changes,  # type: ignore[arg-type]
+        )
+
+    def _adopt(self, written: ReminderState) -> None:
+        """Takes the state a send activity already wrote to the mirror; only the search attributes follow."""
+        self._state = written
+        self._upsert_search_attributes()
+
+    async def _send(
+        self, purpose: Purpose, key: str, mirror: ReminderState | None = None
+    ) -> SendResult | None:
         """Sends one message; None when the provider refused it for good or the appointment came first."""
         state = self._state
         request = SendRequest(
+            mirror=mirror,
             reminder_id=state.reminder_id,
             contact_number=state.contact_number,
             purpose=purpose,
@@ -284,16 +327,7 @@ class ReminderWorkflow:
         """Makes the current state visible: search attributes now, the PostgreSQL mirror in the background."""
         state = self._state
         state.seq += 1
-        pending = state.notify_times[self._next_prompt :]
-        notify = pending[0] if pending else state.notify_times[-1]
-        workflow.upsert_search_attributes(
-            [
-                REMINDER_STATUS.value_set(state.status.value),
-                NOTIFY_TIME.value_set(notify),
-                APPOINTMENT_TIME.value_set(state.appointment),
-                CONTACT_NUMBER.value_set(state.contact_search or state.contact_number),
-            ]
-        )
+        self._upsert_search_attributes()
         self._mirrors = [t for t in self._mirrors if not t.done()]
         # The mirror never holds up a reminder: writes run beside the workflow, and the sequence number
         # makes the newest one win whatever order they land in.
@@ -306,6 +340,19 @@ class ReminderWorkflow:
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=MIRROR_RETRY,
             )
+        )
+
+    def _upsert_search_attributes(self) -> None:
+        state = self._state
+        pending = state.notify_times[self._next_prompt :]
+        notify = pending[0] if pending else state.notify_times[-1]
+        workflow.upsert_search_attributes(
+            [
+                REMINDER_STATUS.value_set(state.status.value),
+                NOTIFY_TIME.value_set(notify),
+                APPOINTMENT_TIME.value_set(state.appointment),
+                CONTACT_NUMBER.value_set(state.contact_search or state.contact_number),
+            ]
         )
 
     def _history_too_long(self) -> bool:

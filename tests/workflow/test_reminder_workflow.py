@@ -50,6 +50,8 @@ class FakeActivities:
         if self.refuse:
             raise ApplicationError("refused", type="ProviderRefused", non_retryable=True)
         self.sent.append((datetime.now(UTC), request))
+        if request.mirror is not None:
+            self.mirrored.append(request.mirror)
         return SendResult(delivered_to_provider=True, provider_id=f"fake-{len(self.sent)}")
 
     @activity.defn(name="mirror_state")
