@@ -22,5 +22,8 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m bench.run
 
+faults: $(VENV)/.installed
+	$(PY) -m bench.faults
+
 clean:
 	rm -rf $(VENV) .data .pytest_cache

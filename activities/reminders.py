@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.providers import Provider, ProviderError
-from activities.store import Store
+from activities.store import DATABASE_ERRORS, Store
 from activities.texts import Texts
 from workflows.models import OpenReminders, OptOutChange, Purpose, ReminderState, SendRequest, SendResult
 
@@ -27,9 +27,21 @@ def _count(name: str, description: str, **labels: str) -> None:
 
 # A send whose slot is further away than this gives its activity slot back and is retried later.
 MAX_PACING_WAIT = 20.0
+# How long a send the provider accepted keeps trying to record itself through a database outage.
+RECORD_PATIENCE = 60.0
+# Heartbeats at least this often while waiting, so a dead worker's send is noticed and retried quickly.
+HEARTBEAT_EVERY = 2.0
 # Added to each send's spacing: a provider counting a strict one-second window must not see the network's
 # jitter as a sixth message in a second.
 PACING_GUARD = 0.02
+
+
+async def _sleep_alive(seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    while (left := until - loop.time()) > 0:
+        activity.heartbeat()
+        await asyncio.sleep(min(left, HEARTBEAT_EVERY))
 
 
 class ReminderActivities:
@@ -53,8 +65,26 @@ class ReminderActivities:
                 type="Paced",
                 next_retry_delay=timedelta(seconds=MAX_PACING_WAIT / 2),
             )
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await _sleep_alive(wait)
+
+    async def _record_sent(self, request: SendRequest, provider_id: str) -> None:
+        """The provider has the message: record it before giving up, or a retry would send it again. A
+        database outage is waited out here (heartbeating) rather than failing the activity."""
+        delay = 0.2
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECORD_PATIENCE
+        while True:
+            try:
+                await self._store.complete_send(request.key, provider_id)
+                if request.mirror is not None:
+                    await self._store.upsert_state(request.mirror)
+                return
+            except DATABASE_ERRORS as err:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("recording sent message %s waits for PostgreSQL: %r", provider_id, err)
+                await _sleep_alive(delay)
+                delay = min(delay * 2, 3.0)
 
     @activity.defn
     async def send_message(self, request: SendRequest) -> SendResult:
@@ -110,9 +140,7 @@ class ReminderActivities:
                 purpose=request.purpose.value,
             )
             raise ApplicationError(str(err), type="ProviderRefused", non_retryable=True) from err
-        await self._store.complete_send(request.key, provider_id)
-        if request.mirror is not None:
-            await self._store.upsert_state(request.mirror)
+        await self._record_sent(request, provider_id)
         _count("reminders_messages_sent", "Messages the provider accepted", purpose=request.purpose.value)
         log.info(
             "sent %s for reminder %s as %s",

@@ -15,6 +15,15 @@ import asyncpg
 from workflows.models import OPEN_STATUSES, ReminderState, Status
 
 MIGRATION_LOCK = 0x5E3D_0001
+# What a lost or refused connection to PostgreSQL raises.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+)
 
 _STATE_COLUMNS = (
     "reminder_id, contact_number, appointment, appt_user_dt, notify_times, timezone, location, participant,"

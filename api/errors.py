@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
+from activities.store import DATABASE_ERRORS
 from api.validation import InvalidInput
 
 log = logging.getLogger("reminders.api")
@@ -26,15 +26,6 @@ class ApiError(Exception):
 class Unavailable(ApiError):
     def __init__(self, what: str) -> None:
         super().__init__(503, f"{what} is unavailable; nothing was changed, try again shortly")
-
-
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-)
 
 
 def _message(status: int, message: str) -> JSONResponse:

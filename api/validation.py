@@ -18,6 +18,9 @@ MAX_NOTIFY_WINDOWS = 5
 MAX_LOCATION = 128
 MAX_PARTICIPANT = 256
 USER_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The workflow computes a little past the appointment (its send grace, quiet hours' next day); an
+# appointment in Python's last year of dates would overflow there and wedge its workflow for good.
+LATEST_APPOINTMENT = datetime(9999, 1, 1, tzinfo=UTC)
 
 _APPOINTMENT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]\d{2}(?::?\d{2})?)?$")
 _DIGITS = re.compile(r"^[0-9]+$")
@@ -91,20 +94,23 @@ def parse_appointment(value: Any, zone: ZoneInfo | None) -> tuple[datetime, str]
         wall = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
     except ValueError as err:
         raise InvalidInput("appointment_time", f"is not a real date and time ({err})") from err
-    if offset is None and zone is None:
-        raise InvalidInput("timezone", "is required when appointment_time has no UTC offset")
     try:
         if offset is not None:
             aware = wall.replace(tzinfo=_parse_offset(offset))
             shown = aware.astimezone(zone) if zone is not None else aware
-        else:
-            assert zone is not None
+        elif zone is not None:
             aware = _wall_time_in(zone, wall)
             shown = aware
-        return aware.astimezone(UTC), shown.strftime(USER_DT_FORMAT)
+        else:
+            raise InvalidInput("timezone", "is required when appointment_time has no UTC offset")
+        appointment = aware.astimezone(UTC)
+        user_dt = shown.strftime(USER_DT_FORMAT)
     except OverflowError as err:
         # Year 1 or 9999 moved across a UTC offset leaves the range of dates Python can hold.
         raise InvalidInput("appointment_time", "is out of range") from err
+    if appointment >= LATEST_APPOINTMENT:
+        raise InvalidInput("appointment_time", f"must be before {LATEST_APPOINTMENT:%Y-%m-%d}")
+    return appointment, user_dt
 
 
 def parse_window(value: Any, field: str) -> int:

@@ -39,7 +39,10 @@ SEARCH_ATTRIBUTES = (CONTACT_NUMBER, REMINDER_STATUS, APPOINTMENT_TIME, NOTIFY_T
 
 # A reminder due at the appointment itself (notify window 0) may go out this late.
 LATE_SEND_GRACE = timedelta(minutes=5)
-SEND_START_TO_CLOSE = timedelta(seconds=30)
+# Pacing may hold a send up to 20 s and a database outage its record up to 60 s; heartbeats meanwhile let
+# a dead worker's send be retried within seconds rather than at the end of that.
+SEND_START_TO_CLOSE = timedelta(seconds=90)
+SEND_HEARTBEAT = timedelta(seconds=15)
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60)
 )
@@ -312,6 +315,7 @@ class ReminderWorkflow:
                 ReminderActivities.send_message,
                 request,
                 start_to_close_timeout=SEND_START_TO_CLOSE,
+                heartbeat_timeout=SEND_HEARTBEAT,
                 schedule_to_close_timeout=budget,
                 retry_policy=SEND_RETRY,
             )

@@ -32,8 +32,10 @@ class InProcessApi:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="fuzz-api", daemon=True)
         self.requests: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
 
-    def _run(self, coro: Any, timeout: float = 60) -> Any:
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        """Runs a coroutine on the app's loop, where its Temporal client and pool live."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def start(self) -> None:
@@ -48,11 +50,13 @@ class InProcessApi:
                 transport=httpx.ASGITransport(app=self.app), base_url=BASE_URL, timeout=30
             )
 
-        self.http = self._run(enter())
+        self.http = self.run(enter())
 
     def request(self, tally: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
         self.requests[tally] += 1
-        return self._run(self.http.request(method, url, **kwargs))
+        response: httpx.Response = self.run(self.http.request(method, url, **kwargs))
+        self.statuses[f"{tally} {response.status_code}"] += 1
+        return response
 
     def stream(self, tally: str, method: str, url: str, chunks: list[bytes], **kwargs: Any) -> httpx.Response:
         """A body sent in pieces without Content-Length, as a client streaming it would."""
@@ -62,7 +66,7 @@ class InProcessApi:
             for chunk in chunks:
                 yield chunk
 
-        return self._run(self.http.request(method, url, content=body(), **kwargs))
+        return self.run(self.http.request(method, url, content=body(), **kwargs))
 
     def close(self) -> None:
         async def leave() -> None:
@@ -70,7 +74,7 @@ class InProcessApi:
             await self._lifespan.__aexit__(None, None, None)
 
         try:
-            self._run(leave())
+            self.run(leave())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
