@@ -10,26 +10,28 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
+# Passed through the sandbox: imported once per worker, not again for every workflow instance (which
+# would also make the data converter build its type adapters anew each time). Both modules are
+# deterministic: stdlib dataclasses and pure functions.
 with workflow.unsafe.imports_passed_through():
     from activities.reminders import ReminderActivities
-
-from workflows.intents import Intent, classify
-from workflows.models import (
-    CLOSED_STATUSES,
-    CarriedState,
-    KeywordInput,
-    OptOutChange,
-    Purpose,
-    ReminderInput,
-    ReminderState,
-    Reply,
-    Reschedule,
-    SendRequest,
-    SendResult,
-    Status,
-    initial_state,
-    workflow_id,
-)
+    from workflows.intents import Intent, classify
+    from workflows.models import (
+        CLOSED_STATUSES,
+        CarriedState,
+        KeywordInput,
+        OptOutChange,
+        Purpose,
+        ReminderInput,
+        ReminderState,
+        Reply,
+        Reschedule,
+        SendRequest,
+        SendResult,
+        Status,
+        initial_state,
+        workflow_id,
+    )
 
 CONTACT_NUMBER = SearchAttributeKey.for_keyword("ContactNumber")
 REMINDER_STATUS = SearchAttributeKey.for_keyword("ReminderStatus")

