@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.providers import provider_from_settings
 from activities.reminders import ReminderActivities
@@ -41,6 +41,9 @@ def build_worker(settings: Settings, client: Client, activities: ReminderActivit
         # Sends and mirror writes of a burst arrive together: more pollers drain the activity queue faster.
         max_concurrent_activity_task_polls=10,
         max_concurrent_activities=settings.worker_activity_slots,
+        # The sandbox re-imports the workflow module for every reminder it sets up, a guard against
+        # nondeterministic code; the replay tests guard the same thing in CI.
+        **({} if settings.worker_sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 

@@ -209,3 +209,35 @@ def test_no_answer_until_appointment_is_no_response(stack: Stack, fake: FakeProv
     fake.wait_for(number, 1)
     wait_until(lambda: get(stack, reminder_id)["status"] == "no_response", timeout=20, what="no_response")
     assert flowroute_inbound(stack, number, "yes")["message"] == "unmatched", "too late to answer"
+
+
+def test_provider_errors_are_retried_and_sent_once(stack: Stack, fake: FakeProvider):
+    """A reduced fault case for `make test`: the provider answers 503, 503, 429, then takes the message."""
+    number = new_number()
+    with fake.lock:
+        fake.script.extend([503, 503, 429])
+    reminder_id = create(
+        stack,
+        contact_number=number,
+        appointment_time=iso(appointment_in(timedelta(minutes=30))),
+        notify_window=1,
+    )
+    fake.wait_for(number, 1, timeout=30)
+    wait_until(lambda: get(stack, reminder_id)["status"] == "awaiting_reply", what="sent after retries")
+    time.sleep(2)
+    assert len(fake.to(number)) == 1
+
+
+def test_provider_refusal_marks_failed(stack: Stack, fake: FakeProvider):
+    number = new_number()
+    with fake.lock:
+        fake.script.append(400)
+    reminder_id = create(
+        stack,
+        contact_number=number,
+        appointment_time=iso(appointment_in(timedelta(minutes=30))),
+        notify_window=1,
+    )
+    state = wait_until(lambda: (r := get(stack, reminder_id))["status"] == "failed" and r, what="failed")
+    assert state["reminder_sent"] is False
+    assert fake.to(number) == []
