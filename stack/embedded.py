@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,19 +64,43 @@ def temporal_binary() -> str:
     return found
 
 
-def spawn(args: list[str], log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str], log_file: Path, env: dict[str, str] | None = None, *, echo: str | None = None
+) -> subprocess.Popen[bytes]:
     """A child in a session of its own (Ctrl-C in the terminal reaches only the launcher, which stops the
-    parts in order), logging to a file, and dying with the launcher."""
-    with open(log_file, "ab") as out:
-        return subprocess.Popen(
-            args,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
+    parts in order), logging to a file, and dying with the launcher. With `echo`, each line also goes to
+    the launcher's own output under that prefix, so `make run` shows what the worker and API say."""
+    if echo is None:
+        with open(log_file, "ab") as out:
+            return subprocess.Popen(
+                args,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+    threading.Thread(target=_tee, args=(proc, log_file, echo), daemon=True).start()
+    return proc
+
+
+def _tee(proc: subprocess.Popen[bytes], log_file: Path, prefix: str) -> None:
+    assert proc.stdout is not None
+    with open(log_file, "ab", buffering=0) as out:
+        for line in proc.stdout:
+            out.write(line)
+            sys.stderr.write(f"{prefix} {line.decode(errors='replace')}")
+            sys.stderr.flush()
 
 
 def stop_process(proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:

@@ -48,7 +48,7 @@ class Child:
     def start(self) -> None:
         if self.ready_file is not None:
             self.ready_file.unlink(missing_ok=True)
-        self.proc = spawn(self.args, self.log_file, self.env)
+        self.proc = spawn(self.args, self.log_file, self.env, echo=f"[{self.name}]")
         log.info("%s started (pid %s)", self.name, self.proc.pid)
 
     def exited(self) -> bool:
