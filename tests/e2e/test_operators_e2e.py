@@ -69,6 +69,17 @@ def test_metrics_after_a_create(stack: Stack, fake: FakeProvider):
     assert "temporal_workflow_task_execution_latency" in sent or "workflow_task" in sent
 
 
+async def create_then_get(
+    settings: Settings, number: str | int, then: str
+) -> tuple[httpx.Response, httpx.Response]:
+    """A create through the app in this process, then one GET, with whatever dependencies `settings` name."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            body = {"contact_number": number, "appointment_time": "2030-01-01T10:00Z", "notify_window": 1}
+            return await http.post("/reminder", json=body), await http.get(then)
+
+
 def test_temporal_down_gives_503_and_no_row(stack: Stack):
     info = stack.run_info()
     settings = Settings(
@@ -76,30 +87,18 @@ def test_temporal_down_gives_503_and_no_row(stack: Stack):
     )
     number = new_number()
 
-    async def run() -> tuple[int, dict, int]:
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-                response = await http.post(
-                    "/reminder",
-                    json={
-                        "contact_number": number,
-                        "appointment_time": "2030-01-01T10:00Z",
-                        "notify_window": 1,
-                    },
-                )
-                ready = await http.get("/readyz")
+    async def run() -> tuple[httpx.Response, httpx.Response, int]:
+        created, ready = await create_then_get(settings, number, "/readyz")
         conn = await asyncpg.connect(info["database_url"])
         try:
             rows = await conn.fetchval("SELECT count(*) FROM reminders WHERE contact_number = $1", number)
         finally:
             await conn.close()
-        return response.status_code, response.json(), ready.status_code, rows
+        return created, ready, rows
 
-    status, body, ready, rows = asyncio.run(run())
-    assert status == 503 and "Temporal" in body["message"]
-    assert ready == 503
+    created, ready, rows = asyncio.run(run())
+    assert created.status_code == 503 and "Temporal" in created.json()["message"]
+    assert ready.status_code == 503
     assert rows == 0
 
 
@@ -109,23 +108,6 @@ def test_postgres_down_gives_503(tmp_path):
         database_url=f"postgresql://postgres@/postgres?host={tmp_path}",
         temporal_address=f"127.0.0.1:{free_port()}",
     )
-
-    async def run() -> tuple[int, dict]:
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-                response = await http.post(
-                    "/reminder",
-                    json={
-                        "contact_number": 12223334444,
-                        "appointment_time": "2030-01-01T10:00Z",
-                        "notify_window": 1,
-                    },
-                )
-                listed = await http.get("/reminder")
-        return response.status_code, response.json(), listed.status_code
-
-    status, body, listed = asyncio.run(run())
-    assert status == 503 and "PostgreSQL" in body["message"]
-    assert listed == 503
+    created, listed = asyncio.run(create_then_get(settings, 12223334444, "/reminder"))
+    assert created.status_code == 503 and "PostgreSQL" in created.json()["message"]
+    assert listed.status_code == 503
