@@ -12,7 +12,8 @@ from activities.store import Store
 from settings import Settings
 from stack.clients import connect_temporal
 from stack.reconcile import reconcile
-from tests.e2e.harness import FakeProvider, Stack, new_number
+from tests.e2e.harness import FakeProvider, Stack, new_number, wait_until
+from tests.e2e.test_operators_e2e import list_ids
 from tests.e2e.test_reminders_e2e import get
 from tests.e2e.test_replies_e2e import sent_reminder
 
@@ -34,8 +35,20 @@ def run_reconcile(stack: Stack, damage: str, *args) -> tuple:
     return asyncio.run(go())
 
 
+def settled(stack: Stack, fake: FakeProvider) -> str:
+    """A sent reminder whose search attribute, not only its row, already says awaiting_reply: reconcile
+    compares the two, and the send activity writes the row a moment before the workflow upserts it."""
+    number = new_number()
+    reminder_id = sent_reminder(stack, fake, number)
+    wait_until(
+        lambda: list_ids(stack, f"ContactNumber = '{number}' AND ReminderStatus = 'awaiting_reply'"),
+        what="search attribute",
+    )
+    return reminder_id
+
+
 def test_a_stale_row_is_repaired(stack: Stack, fake: FakeProvider):
-    reminder_id = sent_reminder(stack, fake, new_number())
+    reminder_id = settled(stack, fake)
     report = run_reconcile(
         stack,
         "UPDATE reminders SET status = 'scheduled', reminder_sent = false, seq = 0 WHERE reminder_id = $1",
@@ -47,7 +60,7 @@ def test_a_stale_row_is_repaired(stack: Stack, fake: FakeProvider):
 
 
 def test_a_lost_row_is_written_again(stack: Stack, fake: FakeProvider):
-    reminder_id = sent_reminder(stack, fake, new_number())
+    reminder_id = settled(stack, fake)
     run_reconcile(stack, "DELETE FROM reminders WHERE reminder_id = $1", reminder_id)
     assert get(stack, reminder_id)["status"] == "awaiting_reply"
 
