@@ -7,7 +7,9 @@ from stack.logs import JsonFormatter
 
 
 def test_json_lines_carry_the_reminder_id():
-    record = logging.LogRecord("reminders.api", logging.INFO, __file__, 1, "created reminder %s", ("abc",), None)
+    record = logging.LogRecord(
+        "reminders.api", logging.INFO, __file__, 1, "created reminder %s", ("abc",), None
+    )
     record.reminder_id = "abc"
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "created reminder abc"
