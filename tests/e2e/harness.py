@@ -152,25 +152,46 @@ class Stack:
 
     def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
         self.data_dir = data_dir
-        self.api_port = free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("FLOWROUTE_", "TWILIO_", "SMS_"))},
             "DATA_DIR": str(data_dir),
-            "API_PORT": str(self.api_port),
-            "TEMPORAL_DEV_PORT": str(free_port()),
-            "TEMPORAL_UI_PORT": str(free_port()),
             "LOG_LEVEL": "INFO",
             **env,
         }
         self.env.pop("TEMPORAL_ADDRESS", None)
         self.env.pop("DATABASE_URL", None)
+        self._pick_ports()
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _pick_ports(self) -> None:
+        self.api_port = free_port()
+        self.env.update(
+            API_PORT=str(self.api_port), TEMPORAL_DEV_PORT=str(free_port()), TEMPORAL_UI_PORT=str(free_port())
+        )
+        if "METRICS_PORT" in self.env:
+            self.env["METRICS_PORT"] = str(free_port())
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 90, attempts: int = 3) -> None:
+        """Starts the launcher; a port taken between picking it and binding it (another process's
+        ephemeral port) means new ports and another try, not a failed test."""
+        for attempt in range(attempts):
+            logs = [self.data_dir / n for n in ("launcher.log", "temporal.log", "api.log", "worker.log")]
+            sizes = {p: p.stat().st_size if p.exists() else 0 for p in logs}
+            try:
+                self._launch(timeout)
+                return
+            except RuntimeError:
+                new = "".join(p.read_bytes()[sizes[p] :].decode(errors="replace") for p in logs if p.exists())
+                collided = "address already in use" in new.lower() or "is taken" in new
+                if not collided or attempt == attempts - 1:
+                    raise
+                self._pick_ports()
+
+    def _launch(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "run.json").unlink(missing_ok=True)
         log = open(self.data_dir / "launcher.log", "ab")  # noqa: SIM115
