@@ -89,7 +89,3 @@ class Message(BaseModel):
 
 class MessageList(BaseModel):
     messages: list[Message]
-
-
-class ErrorMessage(BaseModel):
-    message: str

@@ -36,15 +36,12 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
     )
 
 
-async def connect_temporal(
-    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
-) -> Client:
+async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         temporal_target(settings),
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key,
         tls=_tls(settings),
         data_converter=data_converter(settings.payload_encryption_key),
-        lazy=lazy,
         runtime=runtime,
     )
