@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
     worker_cache_size: int = 10000
-    worker_activity_slots: int = 200
+    worker_activity_slots: int = 10000
     worker_sandbox: bool = True
     log_format: str = "text"
     log_level: str = "INFO"

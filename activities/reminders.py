@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -75,9 +75,7 @@ class ReminderActivities:
         deadline = loop.time() + RECORD_PATIENCE
         while True:
             try:
-                await self._store.complete_send(request.key, provider_id)
-                if request.mirror is not None:
-                    await self._store.upsert_state(request.mirror)
+                await self._store.complete_send(request.key, provider_id, request.mirror)
                 return
             except DATABASE_ERRORS as err:
                 if loop.time() + delay > deadline:
@@ -89,16 +87,12 @@ class ReminderActivities:
     @activity.defn
     async def send_message(self, request: SendRequest) -> SendResult:
         number = request.contact_number
-        # Checked right before sending, so a STOP that lands at notify time is still honoured.
-        if request.purpose not in _SENT_WHEN_OPTED_OUT and await self._store.is_opted_out(number):
-            log.info(
-                "not sending %s to opted-out %s",
-                request.purpose.value,
-                number,
-                extra={"reminder_id": request.reminder_id},
-            )
-            _count("reminders_held_for_opt_out", "Messages not sent because the number opted out")
-            return SendResult(delivered_to_provider=False, opted_out=True)
+        extra = {"reminder_id": request.reminder_id}
+        if request.not_before is not None:
+            # Armed ahead of its time: hold until the instant. The heartbeat timeout covers the hold.
+            hold = (request.not_before - datetime.now(UTC)).total_seconds()
+            if hold > 0:
+                await asyncio.sleep(hold)
         body = self._texts.render(
             request.purpose,
             appt_user_dt=request.appt_user_dt,
@@ -106,24 +100,31 @@ class ReminderActivities:
             participant=request.participant,
             language=request.language,
         )
-        already = await self._store.claim_send(
+        # Checked right before sending, so a STOP, a delete or a reschedule that lands at notify time is
+        # still honoured.
+        gate = await self._store.open_send(
             key=request.key,
             reminder_id=request.reminder_id,
             contact_number=number,
             purpose=request.purpose.value,
             body=body,
             provider=self._provider.name,
+            check_opt_out=request.purpose not in _SENT_WHEN_OPTED_OUT,
+            generation=request.generation,
+            mirror_before=request.mirror_before,
         )
-        if already is not None:
+        if gate.sent_as is not None:
             if request.mirror is not None:
                 await self._store.upsert_state(request.mirror)
-            log.info(
-                "%s was sent before as %s; not sending again",
-                request.key,
-                already,
-                extra={"reminder_id": request.reminder_id},
-            )
-            return SendResult(delivered_to_provider=True, provider_id=already)
+            log.info("%s was sent before as %s; not sending again", request.key, gate.sent_as, extra=extra)
+            return SendResult(delivered_to_provider=True, provider_id=gate.sent_as)
+        if gate.opted_out:
+            log.info("not sending %s to opted-out %s", request.purpose.value, number, extra=extra)
+            _count("reminders_held_for_opt_out", "Messages not sent because the number opted out")
+            return SendResult(delivered_to_provider=False, opted_out=True)
+        if gate.withdrawn:
+            log.info("armed %s stands down: the reminder no longer wants it", request.key, extra=extra)
+            return SendResult(delivered_to_provider=False, withdrawn=True)
         await self._wait_for_send_slot(number)
         try:
             provider_id = await self._provider.send(number, body)
@@ -147,7 +148,7 @@ class ReminderActivities:
             request.purpose.value,
             request.reminder_id,
             provider_id,
-            extra={"reminder_id": request.reminder_id},
+            extra=extra,
         )
         return SendResult(delivered_to_provider=True, provider_id=provider_id)
 

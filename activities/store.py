@@ -27,9 +27,46 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 
 _STATE_COLUMNS = (
     "reminder_id, contact_number, appointment, appt_user_dt, notify_times, timezone, location, participant,"
-    " language, status, reminder_sent, will_attend, confirm_sent, sent_at, seq, notify_windows"
+    " language, status, reminder_sent, will_attend, confirm_sent, sent_at, seq, notify_windows, generation"
 )
-_STATE_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16"
+_STATE_VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17"
+_STATE_ARGS = 17
+# Writes the workflow's state unless a newer one is already there.
+_UPSERT_STATE = (
+    f"INSERT INTO reminders ({_STATE_COLUMNS}) VALUES ({_STATE_VALUES})"
+    " ON CONFLICT (reminder_id) DO UPDATE SET"
+    " contact_number = EXCLUDED.contact_number, appointment = EXCLUDED.appointment,"
+    " appt_user_dt = EXCLUDED.appt_user_dt, notify_times = EXCLUDED.notify_times,"
+    " timezone = EXCLUDED.timezone, location = EXCLUDED.location,"
+    " participant = EXCLUDED.participant, language = EXCLUDED.language, status = EXCLUDED.status,"
+    " reminder_sent = EXCLUDED.reminder_sent, will_attend = EXCLUDED.will_attend,"
+    " confirm_sent = EXCLUDED.confirm_sent, sent_at = EXCLUDED.sent_at, seq = EXCLUDED.seq,"
+    " notify_windows = EXCLUDED.notify_windows, generation = EXCLUDED.generation,"
+    " updated_at = now()"
+    " WHERE reminders.seq < EXCLUDED.seq"
+)
+# One round trip before a send: is the number opted out, does the reminder still want an armed send, and
+# has this send been claimed (and made) before; a send that may go ahead is claimed in the same statement.
+# The last SELECT sees the table as it was before the INSERT: a fresh claim reads no provider id.
+_OPEN_SEND = """
+WITH gate AS (
+    SELECT
+        $7::boolean AND coalesce(
+            (SELECT opted_out FROM opt_outs WHERE contact_number = $2), false) AS opted_out,
+        $8::integer IS NOT NULL AND EXISTS (
+            SELECT 1 FROM reminders
+            WHERE reminder_id = $1
+              AND (deleted_at IS NOT NULL OR generation <> $8 OR will_attend IS NOT NULL
+                   OR status NOT IN ('scheduled', 'awaiting_reply'))) AS withdrawn
+), claim AS (
+    INSERT INTO messages (reminder_id, contact_number, direction, purpose, body, provider, send_key)
+    SELECT $1, $2, 'outbound', $3, $4, $5, $6 FROM gate WHERE NOT opted_out AND NOT withdrawn
+    ON CONFLICT (send_key) DO NOTHING
+)
+SELECT gate.opted_out, gate.withdrawn,
+       (SELECT provider_id FROM messages WHERE send_key = $6) AS sent_as
+FROM gate
+"""
 
 
 def _state_args(state: ReminderState) -> tuple[Any, ...]:
@@ -50,7 +87,18 @@ def _state_args(state: ReminderState) -> tuple[Any, ...]:
         state.sent_at,
         state.seq,
         state.notify_windows,
+        state.generation,
     )
+
+
+@dataclass(frozen=True)
+class SendGate:
+    """What a send found before calling the provider."""
+
+    opted_out: bool
+    withdrawn: bool
+    sent_as: str | None
+    """The provider id of this very send, made before (a retry): it must not go out again."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +160,8 @@ class Store:
         request hash the row holds."""
         async with self.pool.acquire() as conn:
             status = await conn.execute(
-                f"INSERT INTO reminders ({_STATE_COLUMNS}, request_hash) VALUES ({_STATE_VALUES}, $17)"
+                f"INSERT INTO reminders ({_STATE_COLUMNS}, request_hash)"
+                f" VALUES ({_STATE_VALUES}, ${_STATE_ARGS + 1})"
                 " ON CONFLICT (reminder_id) DO NOTHING",
                 *_state_args(state),
                 request_hash,
@@ -126,20 +175,7 @@ class Store:
 
     async def upsert_state(self, state: ReminderState) -> bool:
         """Writes the workflow's state unless a newer one is already there. True when it was written."""
-        status = await self.pool.execute(
-            f"INSERT INTO reminders ({_STATE_COLUMNS}) VALUES ({_STATE_VALUES})"
-            " ON CONFLICT (reminder_id) DO UPDATE SET"
-            " contact_number = EXCLUDED.contact_number, appointment = EXCLUDED.appointment,"
-            " appt_user_dt = EXCLUDED.appt_user_dt, notify_times = EXCLUDED.notify_times,"
-            " timezone = EXCLUDED.timezone, location = EXCLUDED.location,"
-            " participant = EXCLUDED.participant, language = EXCLUDED.language, status = EXCLUDED.status,"
-            " reminder_sent = EXCLUDED.reminder_sent, will_attend = EXCLUDED.will_attend,"
-            " confirm_sent = EXCLUDED.confirm_sent, sent_at = EXCLUDED.sent_at, seq = EXCLUDED.seq,"
-            " notify_windows = EXCLUDED.notify_windows,"
-            " updated_at = now()"
-            " WHERE reminders.seq < EXCLUDED.seq",
-            *_state_args(state),
-        )
+        status = await self.pool.execute(_UPSERT_STATE, *_state_args(state))
         return status.endswith(" 1")
 
     async def forget(self, reminder_id: str) -> None:
@@ -229,13 +265,6 @@ class Store:
 
     # Opt-outs
 
-    async def is_opted_out(self, contact_number: str) -> bool:
-        return bool(
-            await self.pool.fetchval(
-                "SELECT opted_out FROM opt_outs WHERE contact_number = $1", contact_number
-            )
-        )
-
     async def set_opt_out(self, contact_number: str, opted_out: bool) -> None:
         await self.pool.execute(
             "INSERT INTO opt_outs (contact_number, opted_out) VALUES ($1, $2)"
@@ -273,7 +302,7 @@ class Store:
 
     # Messages
 
-    async def claim_send(
+    async def open_send(
         self,
         *,
         key: str,
@@ -282,24 +311,43 @@ class Store:
         purpose: str,
         body: str,
         provider: str,
-    ) -> str | None:
-        """Records an outbound message before it is sent. Answers the provider id if it was sent already."""
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO messages (reminder_id, contact_number, direction, purpose, body, provider, send_key)"
-                " VALUES ($1, $2, 'outbound', $3, $4, $5, $6) ON CONFLICT (send_key) DO NOTHING",
+        check_opt_out: bool,
+        generation: int | None,
+        mirror_before: ReminderState | None,
+    ) -> SendGate:
+        """Everything a send checks and records before the provider is called, in one transaction:
+        `mirror_before` written, the opt-out and (for an armed reminder) the reminder's wish checked, and
+        the send claimed under `key` unless something says it must not go."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if mirror_before is not None:
+                await conn.execute(_UPSERT_STATE, *_state_args(mirror_before))
+            row = await conn.fetchrow(
+                _OPEN_SEND,
                 reminder_id,
                 contact_number,
                 purpose,
                 body,
                 provider,
                 key,
+                check_opt_out,
+                generation,
             )
-            return await conn.fetchval("SELECT provider_id FROM messages WHERE send_key = $1", key)
+        assert row is not None
+        return SendGate(opted_out=row["opted_out"], withdrawn=row["withdrawn"], sent_as=row["sent_as"])
 
-    async def complete_send(self, key: str, provider_id: str) -> None:
+    async def complete_send(self, key: str, provider_id: str, mirror: ReminderState | None = None) -> None:
+        """The provider has the message: its id, and the state it leads to, in one statement."""
+        if mirror is None:
+            await self.pool.execute(
+                "UPDATE messages SET provider_id = $2, at = now() WHERE send_key = $1", key, provider_id
+            )
+            return
         await self.pool.execute(
-            "UPDATE messages SET provider_id = $2, at = now() WHERE send_key = $1", key, provider_id
+            f"WITH sent AS (UPDATE messages SET provider_id = ${_STATE_ARGS + 2}, at = now()"
+            f" WHERE send_key = ${_STATE_ARGS + 1}) {_UPSERT_STATE}",
+            *_state_args(mirror),
+            key,
+            provider_id,
         )
 
     async def record_inbound(

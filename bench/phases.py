@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from bench import httpclient
 from bench.load import Arrivals, Batch, run_batch
 from bench.raw import RawBurst, RawSleep, Recorder
 from bench.stats import max_in_window, middle_rate, summary
@@ -62,7 +62,7 @@ FULL_LIMITS = Limits(creates_s=3600, settle_s=3600, drain_s=300, replies_s=300)
 class Ctx:
     stack: Stack
     fake: FakeProvider
-    http: httpx.AsyncClient
+    http: httpclient.Client
     temporal: Client
     service_queue: str
     raw_queue: str
@@ -114,7 +114,7 @@ def reminder_body(contact: str, appointment_epoch: float, notify_window: int) ->
 async def warm_up(ctx: Ctx) -> None:
     """Opens fresh connections right before a timed batch: the first requests then pay for no TCP
     handshakes, and none is sent on a pooled connection the server closed after its keep-alive timeout
-    (which httpx reports as a ReadError, a fault of the bench rather than of the service)."""
+    (a fault of the bench rather than of the service)."""
     await run_batch(ctx.concurrency * 2, ctx.concurrency, lambda _: ctx.http.get("/healthz"))
 
 

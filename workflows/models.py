@@ -10,6 +10,16 @@ TASK_QUEUE = "reminders"
 WORKFLOW_ID_PREFIX = "reminder-"
 KEYWORD_WORKFLOW_ID_PREFIX = "keyword-"
 
+# How a reminder's workflow runs, fixed for its whole life at start (so a release can change the steps
+# of new reminders while those already running replay the steps they began with):
+#   1 — the first releases: each answer mirrored by an activity of its own; later runs of version 1 also
+#       carry `workflow.patched` markers for the changes made while it was current.
+#   2 — sends armed ahead of their time (the activity is dispatched early and holds until the notify
+#       time), one timer kept per wake-up, an answer recorded and confirmed by a single activity, search
+#       attributes upserted only when they change, no patch markers.
+LEGACY_VERSION = 1
+CURRENT_VERSION = 2
+
 
 def workflow_id(reminder_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{reminder_id}"
@@ -60,6 +70,8 @@ class ReminderInput:
     """The notify times as the API settled them (quiet hours applied); empty means straight from the windows."""
     contact_search: str | None = None
     """The ContactNumber search attribute's value when it is not the number itself (encryption on)."""
+    version: int = LEGACY_VERSION
+    """Which steps the workflow takes (see CURRENT_VERSION); absent in reminders started before it existed."""
 
     def notify_times(self) -> list[datetime]:
         if self.notify_at:
@@ -88,6 +100,8 @@ class ReminderState:
     seq: int = 0
     notify_windows: list[int] = field(default_factory=list)
     contact_search: str | None = None
+    generation: int = 0
+    """Bumped by every reschedule: a send armed for an earlier schedule finds it changed and stands down."""
 
 
 def initial_state(inp: ReminderInput) -> ReminderState:
@@ -149,6 +163,14 @@ class SendRequest:
     language: str | None = None
     mirror: ReminderState | None = None
     """The reminder's state once this message is accepted, written to the mirror by the same activity."""
+    mirror_before: ReminderState | None = None
+    """The reminder's state while this message is on its way (an answer recorded, its reply not yet sent),
+    written to the mirror before the provider is called."""
+    not_before: datetime | None = None
+    """An armed send: the activity holds until this instant, then checks it is still wanted and sends."""
+    generation: int | None = None
+    """For an armed reminder: the schedule it was armed for. The mirror showing another generation, the
+    reminder deleted or answered means the send stands down."""
 
 
 @dataclass
@@ -156,6 +178,8 @@ class SendResult:
     delivered_to_provider: bool
     provider_id: str | None = None
     opted_out: bool = False
+    withdrawn: bool = False
+    """An armed send that found, at its time, that the reminder no longer wants it: nothing was sent."""
 
 
 @dataclass

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 # Passed through the sandbox: imported once per worker, not again for every workflow instance (which
 # would also make the data converter build its type adapters anew each time). Both modules are
@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.intents import Intent, classify
     from workflows.models import (
         CLOSED_STATUSES,
+        LEGACY_VERSION,
         CarriedState,
         KeywordInput,
         OptOutChange,
@@ -39,6 +40,11 @@ APPOINTMENT_TIME = SearchAttributeKey.for_datetime("AppointmentTime")
 NOTIFY_TIME = SearchAttributeKey.for_datetime("NotifyTime")
 SEARCH_ATTRIBUTES = (CONTACT_NUMBER, REMINDER_STATUS, APPOINTMENT_TIME, NOTIFY_TIME)
 
+# A version-2 reminder dispatches its send this long before the notify time; the activity holds until the
+# instant itself. The server's work for a burst (timer, workflow task, activity dispatch) is then done in
+# the minute before it, and at the instant only the texts go out. Changing it changes what new reminders
+# do: bump CURRENT_VERSION with it.
+ARM_AHEAD = timedelta(seconds=60)
 # A reminder due at the appointment itself (notify window 0) may go out this late.
 LATE_SEND_GRACE = timedelta(minutes=5)
 # Pacing may hold a send up to 20 s and a database outage its record up to 60 s; heartbeats meanwhile let
@@ -80,21 +86,31 @@ class ReminderWorkflow:
             self._seen = []
             self._generation = 0
         self._input = inp
+        self._legacy = inp.version <= LEGACY_VERSION
         self._changed = False
         self._inbox: list[Reply] = []
         self._opted_out = False
         self._mirrors: list[asyncio.Task[None]] = []
+        # Version 2 only: the send armed ahead of its time, the one timer the loop waits on, and the search
+        # attributes as last set (the API sets them at start; a continued run sets them once again).
+        self._armed: _Armed | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at: datetime | None = None
+        self._shown: tuple[object, ...] | None = self._search_values() if carried is None else None
 
     @workflow.run
     async def run(self, inp: ReminderInput) -> ReminderState:
         try:
             # The API writes the first row and search attributes itself; reminders started before that
             # change still publish their initial state on replay.
-            if inp.carried is None and not workflow.patched("api-writes-initial-state"):
+            if inp.carried is None and self._legacy and not workflow.patched("api-writes-initial-state"):
                 self._publish()
-            while not await self._step():
+            step = self._step if self._legacy else self._turn
+            while not await step():
                 pass
         except asyncio.CancelledError:
+            self._stand_down()
+            self._set_timer(None)
             self._state.status = Status.DELETED
             workflow.upsert_search_attributes([REMINDER_STATUS.value_set(Status.DELETED.value)])
             raise
@@ -141,6 +157,7 @@ class ReminderWorkflow:
         self._next_prompt = 0
         self._unparsable_answers = 0
         self._generation += 1
+        state.generation = self._generation
         self._changed = True
         self._publish()
         return state
@@ -186,6 +203,124 @@ class ReminderWorkflow:
         except TimeoutError:
             pass
         return False
+
+    async def _turn(self) -> bool:
+        """One turn of a version-2 reminder's loop; True when the reminder is over. Like `_step`, but a due
+        reminder is armed ahead of its time and runs beside the loop, and one timer serves until the time
+        to wake changes."""
+        self._changed = False
+        await self._answer_replies()
+        self._settle_armed()
+        state = self._state
+        if self._opted_out:
+            self._stand_down()
+            self._finish(Status.OPTED_OUT)
+            return True
+        if state.status in (Status.FAILED, Status.OPTED_OUT):
+            return True
+        armed = self._armed
+        if armed is not None and (armed.generation != self._generation or state.will_attend is not None):
+            # Rescheduled or answered since it was armed: that send is no longer wanted.
+            self._stand_down()
+        now = workflow.now()
+        due = None
+        if self._armed is None:
+            due = self._due_prompt(now)
+            if due is not None and due - now <= ARM_AHEAD:
+                self._arm(due)
+                due = None
+        if now >= state.appointment and self._armed is None:
+            if state.status in (Status.SCHEDULED, Status.AWAITING_REPLY):
+                self._finish(Status.NO_RESPONSE)
+            return True
+        if self._armed is None and self._history_too_long():
+            await self._continue_as_new()
+        wake_at = state.appointment if due is None else min(due - ARM_AHEAD, state.appointment)
+        self._set_timer(wake_at if wake_at > now else None)
+        await workflow.wait_condition(
+            lambda: (
+                bool(self._inbox)
+                or self._opted_out
+                or self._changed
+                or (self._timer is not None and self._timer.done())
+                or (self._armed is not None and self._armed.task.done())
+            )
+        )
+        return False
+
+    def _set_timer(self, at: datetime | None) -> None:
+        """Keeps one timer for the next wake-up, replaced only when that time changes."""
+        timer = self._timer
+        if timer is not None and not timer.done():
+            if at == self._timer_at:
+                return
+            timer.cancel()
+        self._timer, self._timer_at = None, at
+        if at is not None:
+            self._timer = asyncio.ensure_future(
+                workflow.sleep(max(at - workflow.now(), timedelta(milliseconds=1)))
+            )
+
+    def _arm(self, due: datetime) -> None:
+        """Dispatches the due reminder now; its activity holds until `due`, checks it is still wanted, and
+        sends. The loop goes on meanwhile: replies, a reschedule or STOP stand it down."""
+        index = self._next_prompt
+        self._next_prompt += 1
+        generation = self._generation
+        key = f"reminder:{index}" if generation == 0 else f"reminder:g{generation}:{index}"
+        state = self._state
+        sent = self._snapshot(
+            reminder_sent=True,
+            sent_at=max(due, workflow.now()),
+            status=Status.AWAITING_REPLY if state.will_attend is None else state.status,
+        )
+        task = asyncio.ensure_future(
+            self._send(Purpose.REMINDER, key, sent, not_before=due, generation=generation)
+        )
+        self._armed = _Armed(task=task, generation=generation, sent=sent)
+
+    def _stand_down(self) -> None:
+        """Withdraws an armed send. Its activity learns it at its time from the mirror, which by then shows
+        the reminder deleted, rescheduled, answered or opted out."""
+        if self._armed is not None:
+            self._armed.task.cancel()
+            self._armed = None
+
+    def _settle_armed(self) -> None:
+        """Takes in the outcome of an armed send that has finished."""
+        armed = self._armed
+        if armed is None or not armed.task.done():
+            return
+        self._armed = None
+        result = armed.task.result()
+        state = self._state
+        if result is None:
+            if not state.reminder_sent:
+                self._finish(Status.FAILED)
+        elif result.opted_out:
+            self._opted_out = True
+        elif result.delivered_to_provider:
+            if state.seq == armed.sent.seq:
+                # Nothing changed while it was armed: the state it wrote to the mirror is the state.
+                self._adopt(armed.sent)
+            else:
+                state.reminder_sent = True
+                state.sent_at = armed.sent.sent_at
+                if state.will_attend is None:
+                    state.status = Status.AWAITING_REPLY
+                self._publish()
+
+    def _snapshot(self, **changes: object) -> ReminderState:
+        """The state with `changes`, under a sequence number of its own (taken from the state, so nothing
+        published later can carry the same one)."""
+        state = self._state
+        state.seq += 1
+        return dataclasses.replace(
+            state,
+            notify_times=list(state.notify_times),
+            notify_windows=list(state.notify_windows),
+            **changes,  # type: ignore[arg-type]
+        )
 
     def _due_prompt(self, now: datetime) -> datetime | None:
         """The next reminder to send; of several already past, only the latest is sent."""
@@ -259,6 +394,9 @@ class ReminderWorkflow:
         workflow.metric_meter().create_counter(
             "reminders_answered", "Yes or No answers recorded"
         ).with_additional_attributes({"answer": "yes" if attending else "no"}).add(1)
+        if not self._legacy:
+            await self._confirm_answer(attending, message_id)
+            return
         self._publish()
         purpose = Purpose.CONFIRMATION if attending else Purpose.CANCELLATION
         generation = self._generation
@@ -272,6 +410,28 @@ class ReminderWorkflow:
                 self._adopt(confirmed)
             else:
                 self._publish()
+        elif result is not None and result.opted_out:
+            self._opted_out = True
+
+    async def _confirm_answer(self, attending: bool, message_id: str) -> None:
+        """Version 2: the answer is searchable at once, and one activity writes it to the mirror, sends the
+        reply text and records that it went."""
+        self._stand_down()
+        self._upsert_search_attributes()
+        generation = self._generation
+        answered = self._snapshot()
+        confirmed = self._snapshot(confirm_sent=True)
+        purpose = Purpose.CONFIRMATION if attending else Purpose.CANCELLATION
+        result = await self._send(purpose, f"answer:{message_id}", confirmed, mirror_before=answered)
+        state = self._state
+        if result is not None and result.delivered_to_provider:
+            if generation == self._generation and state.will_attend == attending:
+                if state.seq == confirmed.seq:
+                    self._adopt(confirmed)
+                else:
+                    state.confirm_sent = True
+                    self._publish()
+            # Otherwise a later answer or a reschedule has published the state that counts.
         elif result is not None and result.opted_out:
             self._opted_out = True
 
@@ -295,12 +455,22 @@ class ReminderWorkflow:
         self._upsert_search_attributes()
 
     async def _send(
-        self, purpose: Purpose, key: str, mirror: ReminderState | None = None
+        self,
+        purpose: Purpose,
+        key: str,
+        mirror: ReminderState | None = None,
+        *,
+        mirror_before: ReminderState | None = None,
+        not_before: datetime | None = None,
+        generation: int | None = None,
     ) -> SendResult | None:
         """Sends one message; None when the provider refused it for good or the appointment came first."""
         state = self._state
         request = SendRequest(
             mirror=mirror,
+            mirror_before=mirror_before,
+            not_before=not_before,
+            generation=generation,
             reminder_id=state.reminder_id,
             contact_number=state.contact_number,
             purpose=purpose,
@@ -310,19 +480,26 @@ class ReminderWorkflow:
             participant=state.participant,
             language=state.language,
         )
+        now = workflow.now()
+        # An armed send holds until its time without heartbeating: its timeouts count the hold in. A worker
+        # that dies meanwhile is noticed SEND_HEARTBEAT after the instant, as it would be after a send.
+        hold = max(not_before - now, timedelta(0)) if not_before is not None else timedelta(0)
         give_up_at = state.appointment + LATE_SEND_GRACE
-        budget = max(give_up_at - workflow.now(), SEND_START_TO_CLOSE)
+        budget = max(give_up_at - now, SEND_START_TO_CLOSE + hold)
         try:
             return await workflow.execute_activity_method(
                 ReminderActivities.send_message,
                 request,
-                start_to_close_timeout=SEND_START_TO_CLOSE,
-                heartbeat_timeout=SEND_HEARTBEAT,
+                start_to_close_timeout=SEND_START_TO_CLOSE + hold,
+                heartbeat_timeout=SEND_HEARTBEAT + hold,
                 schedule_to_close_timeout=budget,
                 retry_policy=SEND_RETRY,
             )
         except ActivityError as err:
-            workflow.logger.warning("send of %s for %s failed for good: %s", purpose.value, key, err.cause)
+            if not isinstance(err.cause, CancelledError):
+                workflow.logger.warning(
+                    "send of %s for %s failed for good: %s", purpose.value, key, err.cause
+                )
             return None
 
     def _finish(self, status: Status) -> None:
@@ -348,16 +525,25 @@ class ReminderWorkflow:
             )
         )
 
-    def _upsert_search_attributes(self) -> None:
+    def _search_values(self) -> tuple[str, datetime, datetime, str]:
         state = self._state
         pending = state.notify_times[self._next_prompt :]
         notify = pending[0] if pending else state.notify_times[-1]
+        return (state.status.value, notify, state.appointment, state.contact_search or state.contact_number)
+
+    def _upsert_search_attributes(self) -> None:
+        values = self._search_values()
+        # Each upsert is a visibility write on the server: version 2 skips those that change nothing.
+        if not self._legacy and values == self._shown:
+            return
+        self._shown = values
+        status, notify, appointment, contact = values
         workflow.upsert_search_attributes(
             [
-                REMINDER_STATUS.value_set(state.status.value),
+                REMINDER_STATUS.value_set(status),
                 NOTIFY_TIME.value_set(notify),
-                APPOINTMENT_TIME.value_set(state.appointment),
-                CONTACT_NUMBER.value_set(state.contact_search or state.contact_number),
+                APPOINTMENT_TIME.value_set(appointment),
+                CONTACT_NUMBER.value_set(contact),
             ]
         )
 
@@ -376,6 +562,14 @@ class ReminderWorkflow:
             generation=self._generation,
         )
         workflow.continue_as_new(dataclasses.replace(self._input, carried=carried))
+
+
+@dataclasses.dataclass
+class _Armed:
+    task: asyncio.Task[SendResult | None]
+    generation: int
+    sent: ReminderState
+    """The state the send writes to the mirror once the provider has the text."""
 
 
 @workflow.defn

@@ -12,13 +12,20 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from workflows.models import (
+    CURRENT_VERSION,
     OpenReminders,
     OptOutChange,
     Purpose,
@@ -37,16 +44,46 @@ HISTORIES = Path(__file__).parent.parent / "histories"
 
 
 class FakeActivities:
+    """The activities as the workflow sees them, with the mirror kept in memory: an armed send holds until
+    its time and then asks the mirror, as the real one asks PostgreSQL, whether it is still wanted."""
+
     def __init__(self) -> None:
         self.sent: list[tuple[datetime, SendRequest]] = []
         self.mirrored: list[ReminderState] = []
         self.opted_out: set[str] = set()
+        self.deleted: set[str] = set()
+        self.withdrawn: list[SendRequest] = []
         self.refuse = False
+
+    def row(self, reminder_id: str) -> ReminderState | None:
+        """The mirror's row: the newest state written for the reminder."""
+        states = [m for m in self.mirrored if m.reminder_id == reminder_id]
+        return max(states, key=lambda m: m.seq) if states else None
+
+    def wants(self, request: SendRequest) -> bool:
+        if request.generation is None or request.reminder_id is None:
+            return True
+        row = self.row(request.reminder_id)
+        return request.reminder_id not in self.deleted and (
+            row is None
+            or (
+                row.generation == request.generation
+                and row.will_attend is None
+                and row.status in (Status.SCHEDULED, Status.AWAITING_REPLY)
+            )
+        )
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
+        if request.not_before is not None:
+            await asyncio.sleep(max((request.not_before - datetime.now(UTC)).total_seconds(), 0))
+        if request.mirror_before is not None:
+            self.mirrored.append(request.mirror_before)
         if request.contact_number in self.opted_out and request.purpose == Purpose.REMINDER:
             return SendResult(delivered_to_provider=False, opted_out=True)
+        if not self.wants(request):
+            self.withdrawn.append(request)
+            return SendResult(delivered_to_provider=False, withdrawn=True)
         if self.refuse:
             raise ApplicationError("refused", type="ProviderRefused", non_retryable=True)
         self.sent.append((datetime.now(UTC), request))
@@ -91,6 +128,7 @@ def reminder(appointment_in: timedelta, windows: list[int]) -> ReminderInput:
         appt_user_dt=appointment.strftime("%Y-%m-%d %H:%M:%S"),
         notify_windows=windows,
         location="West Side Mechanics",
+        version=CURRENT_VERSION,
     )
 
 
@@ -137,11 +175,14 @@ async def test_cancel_before_send_sends_nothing(workflow_env, worker, fakes):
     inp = reminder(timedelta(hours=1, seconds=3), [1])
     handle = await start(workflow_env, worker, inp)
     await asyncio.sleep(0.5)
+    # As DELETE does: the workflow is cancelled, and the mirror shows the reminder deleted.
     await handle.cancel()
+    fakes.deleted.add(inp.reminder_id)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert isinstance(failure.value.cause, CancelledError)
-    await asyncio.sleep(3.5)
+    # The armed send learns it at its time, from the mirror.
+    await eventually(lambda: len(fakes.withdrawn) == 1, timeout=6)
     assert fakes.sent == []
     await record_history(handle, "deleted")
 
@@ -326,3 +367,86 @@ async def test_closed_reminder_refuses_reschedule(workflow_env, worker, fakes):
     future = datetime.now(UTC) + timedelta(hours=3)
     with pytest.raises((WorkflowUpdateFailedError, RPCError)):
         await handle.execute_update(ReminderWorkflow.reschedule, change_of(inp, future, [1]))
+
+
+def event_types(history: WorkflowHistory) -> list[str]:
+    return [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events]
+
+
+def activity_names(history: WorkflowHistory) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def test_a_new_reminder_costs_the_server_one_timer(workflow_env, worker, fakes):
+    """What the server stores for a reminder waiting days ahead: no marker, no upsert, one timer."""
+    inp = reminder(timedelta(days=2), [24])
+    handle = await start(workflow_env, worker, inp)
+    deadline = asyncio.get_running_loop().time() + 10
+    while "TIMER_STARTED" not in event_types(await handle.fetch_history()):
+        assert asyncio.get_running_loop().time() < deadline, "the workflow never set its timer"
+        await asyncio.sleep(0.1)
+    assert event_types(await handle.fetch_history()) == [
+        "WORKFLOW_EXECUTION_STARTED",
+        "WORKFLOW_TASK_SCHEDULED",
+        "WORKFLOW_TASK_STARTED",
+        "WORKFLOW_TASK_COMPLETED",
+        "TIMER_STARTED",
+    ]
+    await handle.terminate()
+
+
+async def test_an_answer_takes_one_activity_and_one_upsert(workflow_env, worker, fakes):
+    inp = reminder(timedelta(minutes=30), [1])
+    handle = await start(workflow_env, worker, inp)
+    await eventually(lambda: len(fakes.sent) == 1)
+    await eventually(lambda: fakes.row(inp.reminder_id) is not None)
+    before = await handle.fetch_history()
+    await handle.signal(
+        ReminderWorkflow.reply, Reply(message_id="y1", body="yes", received_at=datetime.now(UTC))
+    )
+    await eventually(lambda: len(fakes.sent) == 2)
+    await eventually(lambda: fakes.row(inp.reminder_id).confirm_sent)  # type: ignore[union-attr]
+    state = await handle.query(ReminderWorkflow.status)
+    assert (state.status, state.confirm_sent) == (Status.CONFIRMED, True)
+    after = await handle.fetch_history()
+    new = after.events[len(before.events) :]
+    kinds = [EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in new]
+    assert kinds.count("ACTIVITY_TASK_SCHEDULED") == 1, kinds
+    assert kinds.count("UPSERT_WORKFLOW_SEARCH_ATTRIBUTES") == 1, kinds
+    assert "TIMER_CANCELED" not in kinds and "TIMER_STARTED" not in kinds, "the appointment timer stays"
+    assert activity_names(after) == ["send_message", "send_message"]
+    # The mirror saw the answer before the reply text went out, then the reply recorded.
+    answered = [m for m in fakes.mirrored if m.status == Status.CONFIRMED]
+    assert [m.confirm_sent for m in sorted(answered, key=lambda m: m.seq)] == [False, True]
+    await handle.terminate()
+
+
+async def test_reschedule_while_armed_stands_the_old_send_down(workflow_env, worker, fakes):
+    # Due in 4 s: armed at once. Moved 3 s later with another participant before it goes.
+    inp = reminder(timedelta(hours=1, seconds=4), [1])
+    handle = await start(workflow_env, worker, inp)
+    await asyncio.sleep(0.5)
+    moved = (datetime.now(UTC) + timedelta(hours=1, seconds=7)).replace(microsecond=0)
+    await handle.execute_update(ReminderWorkflow.reschedule, change_of(inp, moved, [1]))
+    await eventually(lambda: len(fakes.sent) == 1, timeout=12)
+    await eventually(lambda: len(fakes.withdrawn) == 1, timeout=5)
+    sent_at, request = fakes.sent[0]
+    assert request.participant == "Dr Jones" and request.generation == 1
+    assert sent_at >= moved - timedelta(hours=1, milliseconds=50)
+    assert fakes.withdrawn[0].generation == 0
+    await asyncio.sleep(1)
+    assert len(fakes.sent) == 1
+    await handle.terminate()
+
+
+async def test_armed_send_waits_out_the_appointment_edge(workflow_env, worker, fakes):
+    """A reminder due at the appointment itself (window 0) is armed ahead and still goes out."""
+    inp = reminder(timedelta(seconds=3), [0])
+    handle = await start(workflow_env, worker, inp)
+    result = await asyncio.wait_for(handle.result(), timeout=15)
+    assert fakes.purposes() == [Purpose.REMINDER]
+    assert result.reminder_sent and result.status == Status.NO_RESPONSE
