@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -37,10 +38,15 @@ class Response:
             raise HTTPStatusError(f"HTTP {self.status_code}: {self.text[:200]}")
 
 
+# Idle connections older than this are not reused: uvicorn closes them after 5 s of quiet.
+IDLE_REUSE_S = 2.0
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = 0.0
 
     async def exchange(self, request: bytes) -> tuple[Response, bool]:
         """Sends one request; answers the response and whether the server keeps the connection open."""
@@ -115,7 +121,9 @@ class Client:
         async with self._slots:
             # A pooled connection the server closed meanwhile fails at once: one retry on a new one.
             for attempt in range(2):
-                conn = self._idle.pop() if self._idle else await self._connect()
+                conn = self._pooled() if attempt == 0 else None
+                if conn is None:
+                    conn = await self._connect()
                 try:
                     response, keep = await asyncio.wait_for(conn.exchange(request), self.timeout)
                 except (ConnectionError, asyncio.IncompleteReadError, IndexError, ValueError):
@@ -127,11 +135,21 @@ class Client:
                     conn.close()
                     raise
                 if keep:
+                    conn.idle_since = time.monotonic()
                     self._idle.append(conn)
                 else:
                     conn.close()
                 return response
         raise AssertionError("unreachable")
+
+    def _pooled(self) -> _Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.idle_since < IDLE_REUSE_S:
+                return conn
+            conn.close()
+        return None
 
     async def _connect(self) -> _Connection:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)

@@ -3,9 +3,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from stack.codec import plain_data_converter
 from stack.embedded import temporal_binary
 from workflows.reminder import SEARCH_ATTRIBUTES
 
@@ -16,7 +16,7 @@ async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
+        data_converter=plain_data_converter,
         dev_server_extra_args=["--headless"],
     )
     try:

@@ -20,8 +20,6 @@ with workflow.unsafe.imports_passed_through():
         CLOSED_STATUSES,
         LEGACY_VERSION,
         CarriedState,
-        KeywordInput,
-        OptOutChange,
         Purpose,
         ReminderInput,
         ReminderState,
@@ -31,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         SendResult,
         Status,
         initial_state,
-        workflow_id,
     )
 
 CONTACT_NUMBER = SearchAttributeKey.for_keyword("ContactNumber")
@@ -277,7 +274,7 @@ class ReminderWorkflow:
         task = asyncio.ensure_future(
             self._send(Purpose.REMINDER, key, sent, not_before=due, generation=generation)
         )
-        self._armed = _Armed(task=task, generation=generation, sent=sent)
+        self._armed = _Armed(task, generation, sent)
 
     def _stand_down(self) -> None:
         """Withdraws an armed send. Its activity learns it at its time from the mirror, which by then shows
@@ -564,46 +561,14 @@ class ReminderWorkflow:
         workflow.continue_as_new(dataclasses.replace(self._input, carried=carried))
 
 
-@dataclasses.dataclass
 class _Armed:
-    task: asyncio.Task[SendResult | None]
-    generation: int
-    sent: ReminderState
-    """The state the send writes to the mirror once the provider has the text."""
+    """A send armed ahead of its time. A plain class: the sandbox runs this module's body for every new
+    reminder, and a dataclass costs a code generation each time."""
 
+    __slots__ = ("task", "generation", "sent")
 
-@workflow.defn
-class KeywordWorkflow:
-    """A carrier keyword (STOP, START, HELP) from one number: applied once per provider message id."""
-
-    @workflow.run
-    async def run(self, inp: KeywordInput) -> None:
-        purpose = Purpose(inp.keyword)
-        if purpose in (Purpose.OPT_OUT, Purpose.OPT_IN):
-            opened = await workflow.execute_activity_method(
-                ReminderActivities.set_opt_out,
-                OptOutChange(contact_number=inp.contact_number, opted_out=purpose == Purpose.OPT_OUT),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=MIRROR_RETRY,
-            )
-            if purpose == Purpose.OPT_OUT:
-                for reminder_id in opened.reminder_ids:
-                    handle = workflow.get_external_workflow_handle_for(
-                        ReminderWorkflow.run, workflow_id(reminder_id)
-                    )
-                    try:
-                        await handle.signal(ReminderWorkflow.opt_out)
-                    except Exception as err:  # noqa: BLE001 - a reminder that already ended needs nothing
-                        workflow.logger.info("reminder %s not signalled: %s", reminder_id, err)
-        await workflow.execute_activity_method(
-            ReminderActivities.send_message,
-            SendRequest(
-                reminder_id=None,
-                contact_number=inp.contact_number,
-                purpose=purpose,
-                key=f"keyword:{inp.message_id}",
-            ),
-            start_to_close_timeout=SEND_START_TO_CLOSE,
-            schedule_to_close_timeout=timedelta(hours=1),
-            retry_policy=SEND_RETRY,
-        )
+    def __init__(self, task: asyncio.Task[SendResult | None], generation: int, sent: ReminderState) -> None:
+        self.task = task
+        self.generation = generation
+        self.sent = sent
+        """The state the send writes to the mirror once the provider has the text."""

@@ -24,8 +24,9 @@ from api.routes.reminders import read_json
 from api.validation import InvalidInput, clean_text, parse_contact_number
 from settings import Settings
 from workflows.intents import keyword_of
+from workflows.keyword import KeywordWorkflow
 from workflows.models import KEYWORD_WORKFLOW_ID_PREFIX, KeywordInput, Reply, workflow_id
-from workflows.reminder import KeywordWorkflow, ReminderWorkflow
+from workflows.reminder import ReminderWorkflow
 
 log = logging.getLogger("reminders.webhooks")
 router = APIRouter(tags=["webhooks"])

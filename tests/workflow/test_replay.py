@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.reminder import KeywordWorkflow, ReminderWorkflow
+from stack.codec import plain_data_converter
+from workflows.keyword import KeywordWorkflow
+from workflows.reminder import ReminderWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 
@@ -29,6 +30,6 @@ def test_histories_exist():
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_replays_without_nondeterminism(path: Path):
     history = WorkflowHistory.from_json(f"reminder-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[ReminderWorkflow, KeywordWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[ReminderWorkflow, KeywordWorkflow], data_converter=plain_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
