@@ -39,8 +39,11 @@ PACING_GUARD = 0.02
 async def _sleep_alive(seconds: float) -> None:
     loop = asyncio.get_running_loop()
     until = loop.time() + seconds
+    # A local activity (an answer to a reply) has no heartbeat of its own: its workflow task is kept alive.
+    beat = not activity.info().is_local
     while (left := until - loop.time()) > 0:
-        activity.heartbeat()
+        if beat:
+            activity.heartbeat()
         await asyncio.sleep(min(left, HEARTBEAT_EVERY))
 
 

@@ -15,8 +15,8 @@ KEYWORD_WORKFLOW_ID_PREFIX = "keyword-"
 #   1 — the first releases: each answer mirrored by an activity of its own; later runs of version 1 also
 #       carry `workflow.patched` markers for the changes made while it was current.
 #   2 — sends armed ahead of their time (the activity is dispatched early and holds until the notify
-#       time), one timer kept per wake-up, an answer recorded and confirmed by a single activity, search
-#       attributes upserted only when they change, no patch markers.
+#       time), one timer kept per wake-up, an answer recorded and confirmed by a single local activity,
+#       search attributes upserted only when they change, no patch markers.
 LEGACY_VERSION = 1
 CURRENT_VERSION = 2
 

@@ -380,7 +380,7 @@ class ReminderWorkflow:
                 await self._record_answer(intent == Intent.YES, reply.message_id)
             elif intent == Intent.UNKNOWN and self._unparsable_answers < MAX_UNPARSABLE_ANSWERS:
                 self._unparsable_answers += 1
-                await self._send(Purpose.UNPARSABLE, f"answer:{reply.message_id}")
+                await self._send(Purpose.UNPARSABLE, f"answer:{reply.message_id}", local=not self._legacy)
             # Carrier keywords are handled per number by KeywordWorkflow.
 
     async def _record_answer(self, attending: bool, message_id: str) -> None:
@@ -419,7 +419,9 @@ class ReminderWorkflow:
         answered = self._snapshot()
         confirmed = self._snapshot(confirm_sent=True)
         purpose = Purpose.CONFIRMATION if attending else Purpose.CANCELLATION
-        result = await self._send(purpose, f"answer:{message_id}", confirmed, mirror_before=answered)
+        result = await self._send(
+            purpose, f"answer:{message_id}", confirmed, mirror_before=answered, local=True
+        )
         state = self._state
         if result is not None and result.delivered_to_provider:
             if generation == self._generation and state.will_attend == attending:
@@ -460,8 +462,10 @@ class ReminderWorkflow:
         mirror_before: ReminderState | None = None,
         not_before: datetime | None = None,
         generation: int | None = None,
+        local: bool = False,
     ) -> SendResult | None:
-        """Sends one message; None when the provider refused it for good or the appointment came first."""
+        """Sends one message; None when the provider refused it for good or the appointment came first.
+        `local` runs it as a local activity (version 2's answers to replies)."""
         state = self._state
         request = SendRequest(
             mirror=mirror,
@@ -484,6 +488,15 @@ class ReminderWorkflow:
         give_up_at = state.appointment + LATE_SEND_GRACE
         budget = max(give_up_at - now, SEND_START_TO_CLOSE + hold)
         try:
+            if local:
+                # Runs inside this workflow task: no activity for the server to dispatch and record.
+                return await workflow.execute_local_activity_method(
+                    ReminderActivities.send_message,
+                    request,
+                    start_to_close_timeout=SEND_START_TO_CLOSE,
+                    schedule_to_close_timeout=budget,
+                    retry_policy=SEND_RETRY,
+                )
             return await workflow.execute_activity_method(
                 ReminderActivities.send_message,
                 request,

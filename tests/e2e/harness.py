@@ -59,6 +59,10 @@ class FakeProvider:
         last_by_number: dict[str, list[float]] = {}
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as the real providers' APIs: a connection per message would make the fake, not
+            # the service, what a burst measures.
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: Any) -> None:
                 pass
 
