@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.providers import provider_from_settings
-from activities.reminders import ReminderActivities
+from activities.reminders import PROVIDER_CONNECTIONS, ReminderActivities
 from activities.store import Store, create_pool
 from activities.texts import texts_from_settings
 from settings import Settings, get_settings
@@ -71,7 +71,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
             "DATABASE_URL is not set: start the worker through the launcher, or point it at PostgreSQL"
         )
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=httpx.Timeout(10.0)))
+        connections = httpx.Limits(
+            max_connections=PROVIDER_CONNECTIONS, max_keepalive_connections=PROVIDER_CONNECTIONS
+        )
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=connections)
+        )
         pool = await create_pool(settings.database_url, min_size=1, max_size=20)
         stack.push_async_callback(pool.close)
         store = Store(pool)

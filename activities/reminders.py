@@ -31,6 +31,9 @@ MAX_PACING_WAIT = 20.0
 RECORD_PATIENCE = 60.0
 # Heartbeats at least this often while waiting, so a dead worker's send is noticed and retried quickly.
 HEARTBEAT_EVERY = 2.0
+# Texts on their way to the provider at once, one connection each. More sends wait on a semaphore: a
+# thousand requests queued inside httpx's pool made it spend more time sorting its queue than sending.
+PROVIDER_CONNECTIONS = 16
 # Added to each send's spacing: a provider counting a strict one-second window must not see the network's
 # jitter as a sixth message in a second.
 PACING_GUARD = 0.02
@@ -54,6 +57,7 @@ class ReminderActivities:
         self._store = store
         self._provider = provider
         self._texts = texts
+        self._provider_slots = asyncio.Semaphore(PROVIDER_CONNECTIONS)
         # Providers cap each sending number (Flowroute: 5 a second); 0 sends as fast as they come.
         self._send_interval = 1.0 / send_rate_per_second + PACING_GUARD if send_rate_per_second > 0 else 0.0
 
@@ -130,7 +134,8 @@ class ReminderActivities:
             return SendResult(delivered_to_provider=False, withdrawn=True)
         await self._wait_for_send_slot(number)
         try:
-            provider_id = await self._provider.send(number, body)
+            async with self._provider_slots:
+                provider_id = await self._provider.send(number, body)
         except ProviderError as err:
             if err.opted_out:
                 await self._store.set_opt_out(number, True)
