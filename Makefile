@@ -20,7 +20,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 bench: $(VENV)/.installed
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(ARGS)
 
 faults: $(VENV)/.installed
 	$(PY) -m bench.faults

@@ -261,10 +261,7 @@ class ReminderWorkflow:
     def _arm(self, due: datetime) -> None:
         """Dispatches the due reminder now; its activity holds until `due`, checks it is still wanted, and
         sends. The loop goes on meanwhile: replies, a reschedule or STOP stand it down."""
-        index = self._next_prompt
-        self._next_prompt += 1
-        generation = self._generation
-        key = f"reminder:{index}" if generation == 0 else f"reminder:g{generation}:{index}"
+        generation, key = self._take_prompt()
         state = self._state
         sent = self._snapshot(
             reminder_sent=True,
@@ -335,11 +332,15 @@ class ReminderWorkflow:
             return None
         return due
 
-    async def _send_prompt(self) -> None:
+    def _take_prompt(self) -> tuple[int, str]:
+        """Takes the next prompt: its schedule generation and its send key (the same across retries)."""
         index = self._next_prompt
         self._next_prompt += 1
         generation = self._generation
-        key = f"reminder:{index}" if generation == 0 else f"reminder:g{generation}:{index}"
+        return generation, f"reminder:{index}" if generation == 0 else f"reminder:g{generation}:{index}"
+
+    async def _send_prompt(self) -> None:
+        generation, key = self._take_prompt()
         state = self._state
         sent = self._after(
             reminder_sent=True,

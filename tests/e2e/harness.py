@@ -60,8 +60,10 @@ class FakeProvider:
 
         class Handler(BaseHTTPRequestHandler):
             # Keep-alive, as the real providers' APIs: a connection per message would make the fake, not
-            # the service, what a burst measures.
+            # the service, what a burst measures. Without TCP_NODELAY each answer's body waited for the
+            # client's delayed ACK of its headers.
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
