@@ -47,6 +47,9 @@ _UPSERT_STATE = (
 )
 # One round trip before a send: is the number opted out, does the reminder still want an armed send, and
 # has this send been claimed (and made) before; a send that may go ahead is claimed in the same statement.
+# An armed send stands down when the mirror shows the reminder deleted, a newer schedule, or its own
+# schedule answered or closed. A mirror still on an older schedule is behind (the reschedule's write has
+# not landed yet): only a delete counts then.
 # The last SELECT sees the table as it was before the INSERT: a fresh claim reads no provider id.
 _OPEN_SEND = """
 WITH gate AS (
@@ -56,8 +59,10 @@ WITH gate AS (
         $8::integer IS NOT NULL AND EXISTS (
             SELECT 1 FROM reminders
             WHERE reminder_id = $1
-              AND (deleted_at IS NOT NULL OR generation <> $8 OR will_attend IS NOT NULL
-                   OR status NOT IN ('scheduled', 'awaiting_reply'))) AS withdrawn
+              AND (deleted_at IS NOT NULL OR generation > $8
+                   OR (generation = $8 AND (will_attend IS NOT NULL
+                                            OR status NOT IN ('scheduled', 'awaiting_reply'))))
+        ) AS withdrawn
 ), claim AS (
     INSERT INTO messages (reminder_id, contact_number, direction, purpose, body, provider, send_key)
     SELECT $1, $2, 'outbound', $3, $4, $5, $6 FROM gate WHERE NOT opted_out AND NOT withdrawn

@@ -64,13 +64,14 @@ class FakeActivities:
         if request.generation is None or request.reminder_id is None:
             return True
         row = self.row(request.reminder_id)
-        return request.reminder_id not in self.deleted and (
-            row is None
-            or (
-                row.generation == request.generation
-                and row.will_attend is None
-                and row.status in (Status.SCHEDULED, Status.AWAITING_REPLY)
-            )
+        if request.reminder_id in self.deleted:
+            return False
+        if row is None or row.generation < request.generation:
+            return True
+        return (
+            row.generation == request.generation
+            and row.will_attend is None
+            and row.status in (Status.SCHEDULED, Status.AWAITING_REPLY)
         )
 
     @activity.defn(name="send_message")
