@@ -68,39 +68,42 @@ def spawn(
     args: list[str], log_file: Path, env: dict[str, str] | None = None, *, echo: str | None = None
 ) -> subprocess.Popen[bytes]:
     """A child in a session of its own (Ctrl-C in the terminal reaches only the launcher, which stops the
-    parts in order), logging to a file, and dying with the launcher. With `echo`, each line also goes to
-    the launcher's own output under that prefix, so `make run` shows what the worker and API say."""
-    if echo is None:
-        with open(log_file, "ab") as out:
-            return subprocess.Popen(
-                args,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-    proc = subprocess.Popen(
-        args,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=die_with_parent,
-    )
-    threading.Thread(target=_tee, args=(proc, log_file, echo), daemon=True).start()
+    parts in order), logging to a file, and dying with the launcher. With `echo`, the launcher also shows
+    each new line of that file under the prefix, so `make run` shows what the worker and API say. The
+    child writes to the file, never to a pipe: a launcher that is paused (Ctrl-Z) or slow to read would
+    otherwise fill the pipe and freeze the worker in the middle of its sends."""
+    with open(log_file, "ab") as out:
+        start = out.tell()
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    if echo is not None:
+        threading.Thread(target=_follow, args=(proc, log_file, start, echo), daemon=True).start()
     return proc
 
 
-def _tee(proc: subprocess.Popen[bytes], log_file: Path, prefix: str) -> None:
-    assert proc.stdout is not None
-    with open(log_file, "ab", buffering=0) as out:
-        for line in proc.stdout:
-            out.write(line)
-            sys.stderr.write(f"{prefix} {line.decode(errors='replace')}")
-            sys.stderr.flush()
+def _follow(proc: subprocess.Popen[bytes], log_file: Path, start: int, prefix: str) -> None:
+    """Echoes the lines the child appends to its log, until it has exited and they are all shown."""
+    with open(log_file, "rb") as log_in:
+        log_in.seek(start)
+        while True:
+            at = log_in.tell()
+            line = log_in.readline()
+            if line.endswith(b"\n") or (line and proc.poll() is not None):
+                sys.stderr.write(f"{prefix} {line.decode(errors='replace')}")
+                sys.stderr.flush()
+            elif proc.poll() is not None:
+                return
+            else:
+                # Nothing new, or half a line still being written: look again shortly.
+                log_in.seek(at)
+                time.sleep(0.2)
 
 
 def stop_process(proc: subprocess.Popen[bytes], name: str, timeout: float) -> None:

@@ -114,3 +114,17 @@ def test_parts_that_die_are_started_again(own_stack: Stack, fake: FakeProvider):
         notify_window=1,
     )
     fake.wait_for(number, 1, timeout=30)
+
+
+def test_parts_write_their_own_logs_and_the_launcher_echoes_them(own_stack: Stack):
+    """The worker and API write to their log files, never to a pipe the launcher must drain: a launcher
+    paused with Ctrl-Z (or SIGSTOP) cannot freeze a worker in the middle of its sends. The launcher still
+    shows their lines, prefixed, in its own output."""
+    info = own_stack.run_info()
+    for part in ("worker", "api"):
+        target = os.readlink(f"/proc/{info['pids'][part]}/fd/1")
+        assert target == str(own_stack.data_dir / f"{part}.log"), (part, target)
+    deadline = time.monotonic() + 10
+    while "[worker] " not in (own_stack.data_dir / "launcher.log").read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the launcher did not echo the worker's lines"
+        time.sleep(0.2)
