@@ -23,6 +23,9 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.AdminShutdownError,
+    # A pooled connection the server dropped mid-statement can come back from the pool in a state
+    # asyncpg refuses to use; it is closed on release, and the next try takes a fresh one.
+    asyncpg.exceptions._base.InternalClientError,
 )
 
 _STATE_COLUMNS = (
