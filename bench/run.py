@@ -332,7 +332,7 @@ async def running(worker: Worker) -> AsyncIterator[None]:
 
 
 def http_client(stack: Stack) -> httpclient.Client:
-    # The bench's own lean client: httpx cost more CPU per request than the API spent answering it, on
+    # The bench's own lean client: with httpx the bench spent more CPU per create than the API did, on
     # the same two CPUs. It talks to loopback directly, never through a proxy from the environment.
     return httpclient.Client(stack.url, max_connections=CONCURRENCY + 10, timeout=60)
 
