@@ -35,8 +35,8 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 def compile_workflow_modules() -> None:
     """Writes the workflow modules' bytecode. The sandbox imports a workflow's module afresh for every
     reminder it sets up; without a .pyc (PYTHONDONTWRITEBYTECODE, a read-only tree) each of those imports
-    compiled the source again, a third of the worker's time in a create burst. An installed package has
-    its bytecode already; where it cannot be written, the worker runs as before."""
+    compiled the source again, the largest item in a py-spy profile of a create burst. An installed
+    package has its bytecode already; where it cannot be written, the worker runs as before."""
     import compileall
 
     import workflows

@@ -31,7 +31,7 @@ from temporalio.converter import (
 
 # Pydantic's adapter for each payload type, built once per process. The SDK makes a new payload converter
 # for every workflow it sets up, and the stock converter's cache lives in the instance: each new reminder
-# then paid for building the adapter of its input again (a tenth of the worker's time in a create burst).
+# then paid for building the adapter of its input again (9% of the worker's samples in a create burst).
 _type_adapter = functools.lru_cache(maxsize=256)(TypeAdapter)
 
 

@@ -298,23 +298,13 @@ class ReminderWorkflow:
                 # Nothing changed while it was armed: the state it wrote to the mirror is the state.
                 self._adopt(armed.sent)
             else:
-                state.reminder_sent = True
-                state.sent_at = armed.sent.sent_at
-                if state.will_attend is None:
-                    state.status = Status.AWAITING_REPLY
-                self._publish()
+                self._mark_sent(armed.sent.sent_at)
 
     def _snapshot(self, **changes: object) -> ReminderState:
         """The state with `changes`, under a sequence number of its own (taken from the state, so nothing
         published later can carry the same one)."""
-        state = self._state
-        state.seq += 1
-        return dataclasses.replace(
-            state,
-            notify_times=list(state.notify_times),
-            notify_windows=list(state.notify_windows),
-            **changes,  # type: ignore[arg-type]
-        )
+        self._state.seq += 1
+        return _copied(self._state, **changes)
 
     def _due_prompt(self, now: datetime) -> datetime | None:
         """The next reminder to send; of several already past, only the latest is sent."""
@@ -365,8 +355,13 @@ class ReminderWorkflow:
         if sent is not None:
             self._adopt(sent)
             return
+        self._mark_sent(workflow.now())
+
+    def _mark_sent(self, sent_at: datetime | None) -> None:
+        """The reminder went out while the state moved on: the send's own mirror write is stale."""
+        state = self._state
         state.reminder_sent = True
-        state.sent_at = workflow.now()
+        state.sent_at = sent_at
         if state.will_attend is None:
             state.status = Status.AWAITING_REPLY
         self._publish()
@@ -440,14 +435,7 @@ class ReminderWorkflow:
         per send instead of two); None for reminders started before that, which replay the old way."""
         if not workflow.patched("send-writes-mirror"):
             return None
-        state = self._state
-        return dataclasses.replace(
-            state,
-            notify_times=list(state.notify_times),
-            notify_windows=list(state.notify_windows),
-            seq=state.seq + 1,
-            **changes,  # type: ignore[arg-type]
-        )
+        return _copied(self._state, seq=self._state.seq + 1, **changes)
 
     def _adopt(self, written: ReminderState) -> None:
         """Takes the state a send activity already wrote to the mirror; only the search attributes follow."""
@@ -528,9 +516,7 @@ class ReminderWorkflow:
         self._mirrors.append(
             workflow.start_activity_method(
                 ReminderActivities.mirror_state,
-                dataclasses.replace(
-                    state, notify_times=list(state.notify_times), notify_windows=list(state.notify_windows)
-                ),
+                _copied(state),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=MIRROR_RETRY,
             )
@@ -575,6 +561,16 @@ class ReminderWorkflow:
         workflow.continue_as_new(dataclasses.replace(self._input, carried=carried))
 
 
+def _copied(state: ReminderState, **changes: object) -> ReminderState:
+    """A copy of the state (its lists too) with `changes`, to hand to an activity."""
+    return dataclasses.replace(
+        state,
+        notify_times=list(state.notify_times),
+        notify_windows=list(state.notify_windows),
+        **changes,  # type: ignore[arg-type]
+    )
+
+
 class _Armed:
     """A send armed ahead of its time. A plain class: the sandbox runs this module's body for every new
     reminder, and a dataclass costs a code generation each time."""
@@ -584,5 +580,5 @@ class _Armed:
     def __init__(self, task: asyncio.Task[SendResult | None], generation: int, sent: ReminderState) -> None:
         self.task = task
         self.generation = generation
+        # The state the send writes to the mirror once the provider has the text.
         self.sent = sent
-        """The state the send writes to the mirror once the provider has the text."""
