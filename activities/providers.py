@@ -1,11 +1,18 @@
-"""SMS providers: Flowroute, Twilio, and a console provider that sends nothing."""
+"""SMS providers: Flowroute, Twilio, and a console provider that sends nothing.
+
+Each send's outcome is sorted three ways: accepted (an id), surely not taken (retry freely), or in doubt
+(the request went out and no clear answer came back: the provider's records decide before any resend).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import uuid
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -14,26 +21,45 @@ from settings import Settings
 log = logging.getLogger("reminders.providers")
 
 TWILIO_OPTED_OUT = 21610
+# Answers that say the provider did not take the message; other 5xx may come after it did.
+NOT_TAKEN_STATUSES = frozenset({429, 503})
+# The provider's clock and ours may differ; a doubtful send is looked for from this long before its claim.
+CLOCK_SKEW = timedelta(seconds=5)
+LOOKUP_PAGE = 200
+LOOKUP_PAGES = 50
 
 
 class ProviderError(Exception):
-    """The provider did not take the message. `retryable` says whether asking again may help."""
+    """The provider did not clearly take the message. `retryable` says whether asking again may help;
+    `maybe_sent` that it may have taken it all the same."""
 
-    def __init__(self, message: str, *, retryable: bool, opted_out: bool = False) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, opted_out: bool = False, maybe_sent: bool = False
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.opted_out = opted_out
+        self.maybe_sent = maybe_sent
 
 
 class Provider(Protocol):
     name: str
 
     def sender_for(self, contact: str) -> str:
-        """The sending number this contact hears from; sends are paced per sender."""
+        """The sending number this contact hears from."""
         ...
 
-    async def send(self, to: str, body: str) -> str:
-        """Sends one text and answers the provider's id for it."""
+    def pacing_key(self, sender: str) -> str:
+        """What the provider's rate limit counts against: the account (Flowroute) or the number (Twilio)."""
+        ...
+
+    async def send(self, to: str, body: str, callback_key: str | None = None) -> str:
+        """Sends one text and answers the provider's id for it. `callback_key` rides in the delivery
+        receipt's URL, so a receipt can name the send even when its id was never recorded."""
+        ...
+
+    async def find_sent(self, to: str, sender: str, body: str, since: datetime) -> list[str]:
+        """The ids of messages the provider holds to `to` from `sender` with `body`, made since `since`."""
         ...
 
 
@@ -45,13 +71,29 @@ def sticky_sender(numbers: list[str], contact: str) -> str:
     return numbers[int.from_bytes(digest[:4], "big") % len(numbers)]
 
 
+def _transport_error(provider: str, err: httpx.HTTPError) -> ProviderError:
+    # Nothing reached the provider: no connection, or none free in time.
+    not_sent = isinstance(err, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    return ProviderError(f"{provider} unreachable: {err!r}", retryable=True, maybe_sent=not not_sent)
+
+
 def _raise_for_status(provider: str, response: httpx.Response) -> None:
-    if response.status_code == 429 or response.status_code >= 500:
-        raise ProviderError(f"{provider} answered {response.status_code}", retryable=True)
-    if response.status_code >= 400:
-        raise ProviderError(
-            f"{provider} refused the message: {response.status_code} {response.text[:300]}", retryable=False
-        )
+    code = response.status_code
+    if code in NOT_TAKEN_STATUSES:
+        raise ProviderError(f"{provider} answered {code}", retryable=True)
+    if code >= 500:
+        raise ProviderError(f"{provider} answered {code}", retryable=True, maybe_sent=True)
+    if code >= 400:
+        raise ProviderError(f"{provider} refused the message: {code} {response.text[:300]}", retryable=False)
+
+
+def _callback_url(settings: Settings, path: str, key: str | None) -> str | None:
+    if not settings.public_url or key is None:
+        return None
+    url = f"{settings.public_url.rstrip('/')}{path}?key={quote(key, safe='')}"
+    if settings.webhook_token and "flowroute" in path:
+        url += f"&token={quote(settings.webhook_token, safe='')}"
+    return url
 
 
 class FlowrouteProvider:
@@ -59,6 +101,7 @@ class FlowrouteProvider:
 
     def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
         self._client = client
+        self._settings = settings
         self._url = settings.flowroute_api_url.rstrip("/") + "/messages"
         self._auth = (settings.flowroute_access_key or "", settings.flowroute_secret_key or "")
         self._numbers = settings.sending_numbers
@@ -66,17 +109,21 @@ class FlowrouteProvider:
     def sender_for(self, contact: str) -> str:
         return sticky_sender(self._numbers, contact)
 
-    async def send(self, to: str, body: str) -> str:
-        payload = {"to": to, "from": self.sender_for(to), "body": body}
+    def pacing_key(self, sender: str) -> str:
+        # Flowroute counts every attempt against the account's access key, whichever number sends.
+        return "flowroute:" + hashlib.sha256(self._auth[0].encode()).hexdigest()[:16]
+
+    async def send(self, to: str, body: str, callback_key: str | None = None) -> str:
+        payload: dict[str, Any] = {"to": to, "from": self.sender_for(to), "body": body}
+        callback = _callback_url(self._settings, "/webhooks/flowroute/dlr", callback_key)
+        if callback:
+            payload["dlr_callback"] = callback
         try:
             response = await self._client.post(
-                self._url,
-                json=payload,
-                auth=self._auth,
-                headers={"Content-Type": "application/vnd.api+json"},
+                self._url, json=payload, auth=self._auth, headers={"Content-Type": "application/vnd.api+json"}
             )
         except httpx.HTTPError as err:
-            raise ProviderError(f"flowroute unreachable: {err!r}", retryable=True) from err
+            raise _transport_error("flowroute", err) from err
         _raise_for_status("flowroute", response)
         try:
             return str(response.json()["data"]["id"])
@@ -85,26 +132,66 @@ class FlowrouteProvider:
             log.warning("flowroute accepted a message without a readable id: %s", response.text[:300])
             return "flowroute-unknown"
 
+    async def find_sent(self, to: str, sender: str, body: str, since: datetime) -> list[str]:
+        # Flowroute's message list filters by time only (to the second): page through the window.
+        start = (since - CLOCK_SKEW).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.00Z")
+        end = (datetime.now(UTC) + CLOCK_SKEW).strftime("%Y-%m-%dT%H:%M:%S.00Z")
+        found: list[str] = []
+        for page in range(LOOKUP_PAGES):
+            params: dict[str, str | int] = {
+                "start_date": start,
+                "end_date": end,
+                "limit": LOOKUP_PAGE,
+                "offset": page * LOOKUP_PAGE,
+            }
+            try:
+                response = await self._client.get(self._url, params=params, auth=self._auth)
+            except httpx.HTTPError as err:
+                raise _transport_error("flowroute", err) from err
+            _raise_for_status("flowroute", response)
+            records = response.json().get("data") or []
+            for record in records:
+                attributes = record.get("attributes") or {}
+                if (
+                    str(attributes.get("to", "")).lstrip("+") == to
+                    and str(attributes.get("from", "")).lstrip("+") == sender
+                    and attributes.get("body") == body
+                    and attributes.get("direction", "outbound") == "outbound"
+                ):
+                    found.append(str(record["id"]))
+            if len(records) < LOOKUP_PAGE:
+                break
+        return found
+
 
 class TwilioProvider:
     name = "twilio"
 
     def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
         self._client = client
+        self._settings = settings
         sid = settings.twilio_account_sid or ""
-        self._url = f"{settings.twilio_api_url.rstrip('/')}/Accounts/{sid}/Messages.json"
+        self._base = settings.twilio_api_url.rstrip("/")
+        self._url = f"{self._base}/Accounts/{sid}/Messages.json"
         self._auth = (sid, settings.twilio_auth_token or "")
         self._numbers = settings.sending_numbers
 
     def sender_for(self, contact: str) -> str:
         return sticky_sender(self._numbers, contact)
 
-    async def send(self, to: str, body: str) -> str:
+    def pacing_key(self, sender: str) -> str:
+        # Twilio queues each long code's messages at its own rate (segments a second).
+        return f"twilio:{sender}"
+
+    async def send(self, to: str, body: str, callback_key: str | None = None) -> str:
         form = {"To": f"+{to}", "From": f"+{self.sender_for(to)}", "Body": body}
+        callback = _callback_url(self._settings, "/webhooks/twilio/status", callback_key)
+        if callback:
+            form["StatusCallback"] = callback
         try:
             response = await self._client.post(self._url, data=form, auth=self._auth)
         except httpx.HTTPError as err:
-            raise ProviderError(f"twilio unreachable: {err!r}", retryable=True) from err
+            raise _transport_error("twilio", err) from err
         if response.status_code == 400:
             try:
                 code = response.json().get("code")
@@ -119,6 +206,36 @@ class TwilioProvider:
             log.warning("twilio accepted a message without a readable sid: %s", response.text[:300])
             return "twilio-unknown"
 
+    async def find_sent(self, to: str, sender: str, body: str, since: datetime) -> list[str]:
+        # Filtered by To and From, newest first; DateSent filters by whole day and a queued message has no
+        # send date, so the pages are read by creation time until they pass `since`.
+        params: dict[str, Any] | None = {"To": f"+{to}", "From": f"+{sender}", "PageSize": LOOKUP_PAGE}
+        url = self._url
+        found: list[str] = []
+        horizon = since - CLOCK_SKEW
+        for _ in range(LOOKUP_PAGES):
+            try:
+                response = await self._client.get(url, params=params, auth=self._auth)
+            except httpx.HTTPError as err:
+                raise _transport_error("twilio", err) from err
+            _raise_for_status("twilio", response)
+            page = response.json()
+            older = False
+            for message in page.get("messages") or []:
+                created = parsedate_to_datetime(message["date_created"])
+                if created < horizon:
+                    older = True
+                    continue
+                if message.get("body") == body and message.get("direction", "outbound-api").startswith(
+                    "outbound"
+                ):
+                    found.append(str(message["sid"]))
+            next_uri = page.get("next_page_uri")
+            if older or not next_uri:
+                break
+            url, params = self._base.removesuffix("/2010-04-01") + next_uri, None
+        return found
+
 
 class ConsoleProvider:
     name = "console"
@@ -126,10 +243,16 @@ class ConsoleProvider:
     def sender_for(self, contact: str) -> str:
         return "console"
 
-    async def send(self, to: str, body: str) -> str:
+    def pacing_key(self, sender: str) -> str:
+        return "console"
+
+    async def send(self, to: str, body: str, callback_key: str | None = None) -> str:
         message_id = f"console-{uuid.uuid4().hex}"
         log.info("SMS to %s (%s):\n%s", to, message_id, body)
         return message_id
+
+    async def find_sent(self, to: str, sender: str, body: str, since: datetime) -> list[str]:
+        return []
 
 
 def provider_from_settings(settings: Settings, client: httpx.AsyncClient) -> Provider:

@@ -1,23 +1,54 @@
-"""The activities the reminder workflows run: send a text, mirror the state, record an opt-out."""
+"""The activities the reminder workflows run: send a text, mirror the state, mark a deletion, list the
+open reminders of a number.
+
+A send goes out at most once per send key, whatever dies or times out, by a fence in PostgreSQL: right
+before the provider is called the send claims its key ("attempt A calls now"), in the same statement that
+checks the opt-out and whether the reminder still wants it. Another attempt that finds a claim with no
+provider id waits for it while it may be live; once it is older than the settle time, the provider's own
+records decide: found, it is recorded and not sent again; not found, it is sent again and counted.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.providers import Provider, ProviderError
-from activities.store import DATABASE_ERRORS, Store
 from activities.texts import Texts
-from workflows.models import OpenReminders, OptOutChange, Purpose, ReminderState, SendRequest, SendResult
+from db.store import DATABASE_ERRORS, Claim, Store
+from workflows.models import (
+    MARK_DELETED,
+    MIRROR_STATE,
+    OPEN_REMINDERS,
+    SEND_MESSAGE,
+    OpenReminders,
+    Purpose,
+    ReminderState,
+    SendRequest,
+    SendResult,
+)
 
 log = logging.getLogger("reminders.activities")
 
 # Answers to carrier keywords go out even to an opted-out number; everything else is held back.
 _SENT_WHEN_OPTED_OUT = frozenset({Purpose.OPT_OUT, Purpose.OPT_IN, Purpose.HELP})
+# A send whose slot is further away than this gives its activity slot back and is retried later.
+MAX_PACING_WAIT = 20.0
+# Heartbeats this often while a send is past its hold; the SDK sends them on at its own throttle.
+HEARTBEAT_EVERY = 2.0
+# Texts on their way to the provider at once, one connection each. More sends wait on a semaphore: a
+# thousand requests queued inside httpx's pool made it spend more time sorting its queue than sending.
+PROVIDER_CONNECTIONS = 16
+# Added to each send's spacing: a provider counting a strict one-second window must not see the network's
+# jitter as one more message in a second.
+PACING_GUARD = 0.02
+# How often a send waiting on another attempt's live claim looks again.
+CLAIM_POLL = 0.5
 
 
 def _count(name: str, description: str, **labels: str) -> None:
@@ -25,81 +56,66 @@ def _count(name: str, description: str, **labels: str) -> None:
     activity.metric_meter().create_counter(name, description).with_additional_attributes(labels).add(1)
 
 
-# A send whose slot is further away than this gives its activity slot back and is retried later.
-MAX_PACING_WAIT = 20.0
-# How long a send the provider accepted keeps trying to record itself through a database outage.
-RECORD_PATIENCE = 60.0
-# Heartbeats at least this often while waiting, so a dead worker's send is noticed and retried quickly.
-HEARTBEAT_EVERY = 2.0
-# Texts on their way to the provider at once, one connection each. More sends wait on a semaphore: a
-# thousand requests queued inside httpx's pool made it spend more time sorting its queue than sending.
-PROVIDER_CONNECTIONS = 16
-# Added to each send's spacing: a provider counting a strict one-second window must not see the network's
-# jitter as a sixth message in a second.
-PACING_GUARD = 0.02
+async def _heartbeat_forever() -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_EVERY)
 
 
-async def _sleep_alive(seconds: float) -> None:
-    loop = asyncio.get_running_loop()
-    until = loop.time() + seconds
-    # A local activity (an answer to a reply) has no heartbeat of its own: its workflow task is kept alive.
-    beat = not activity.info().is_local
-    while (left := until - loop.time()) > 0:
-        if beat:
-            activity.heartbeat()
-        await asyncio.sleep(min(left, HEARTBEAT_EVERY))
+class _Fence:
+    """Whether this attempt holds the claim: from then on the text may be on its way, and nothing (a
+    cancellation included) may stop the attempt before it has recorded the outcome."""
+
+    __slots__ = ("claimed",)
+
+    def __init__(self) -> None:
+        self.claimed = False
 
 
 class ReminderActivities:
     def __init__(
-        self, store: Store, provider: Provider, texts: Texts, send_rate_per_second: float = 0.0
+        self,
+        store: Store,
+        provider: Provider,
+        texts: Texts,
+        send_rate_per_second: float = 0.0,
+        doubt_settle: float = 30.0,
     ) -> None:
         self._store = store
         self._provider = provider
         self._texts = texts
         self._provider_slots = asyncio.Semaphore(PROVIDER_CONNECTIONS)
-        # Providers cap each sending number (Flowroute: 5 a second); 0 sends as fast as they come.
         self._send_interval = 1.0 / send_rate_per_second + PACING_GUARD if send_rate_per_second > 0 else 0.0
+        self._settle = timedelta(seconds=doubt_settle)
 
-    async def _wait_for_send_slot(self, contact_number: str) -> None:
-        if not self._send_interval:
-            return
-        sender = self._provider.sender_for(contact_number)
-        wait = await self._store.reserve_send_slot(sender, self._send_interval, MAX_PACING_WAIT)
-        if wait is None:
-            raise ApplicationError(
-                f"sending number {sender} is booked for the next {MAX_PACING_WAIT:.0f} s",
-                type="Paced",
-                next_retry_delay=timedelta(seconds=MAX_PACING_WAIT / 2),
-            )
-        await _sleep_alive(wait)
-
-    async def _record_sent(self, request: SendRequest, provider_id: str) -> None:
-        """The provider has the message: record it before giving up, or a retry would send it again. A
-        database outage is waited out here (heartbeating) rather than failing the activity."""
-        delay = 0.2
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RECORD_PATIENCE
-        while True:
-            try:
-                await self._store.complete_send(request.key, provider_id, request.mirror)
-                return
-            except DATABASE_ERRORS as err:
-                if loop.time() + delay > deadline:
-                    raise
-                log.warning("recording sent message %s waits for PostgreSQL: %r", provider_id, err)
-                await _sleep_alive(delay)
-                delay = min(delay * 2, 3.0)
-
-    @activity.defn
+    @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendRequest) -> SendResult:
-        number = request.contact_number
-        extra = {"reminder_id": request.reminder_id}
+        if request.mirror_before is not None:
+            await self._store.upsert_state(request.mirror_before)
         if request.not_before is not None:
             # Armed ahead of its time: hold until the instant. The heartbeat timeout covers the hold.
             hold = (request.not_before - datetime.now(UTC)).total_seconds()
             if hold > 0:
                 await asyncio.sleep(hold)
+        beat = None if activity.info().is_local else asyncio.create_task(_heartbeat_forever())
+        fence = _Fence()
+        delivery = asyncio.ensure_future(self._deliver(request, fence))
+        try:
+            while True:
+                try:
+                    return await asyncio.shield(delivery)
+                except asyncio.CancelledError:
+                    if not fence.claimed:
+                        delivery.cancel()
+                        raise
+                    log.info("%s is cancelled while on its way: recording it first", request.key)
+        finally:
+            if beat is not None:
+                beat.cancel()
+
+    async def _deliver(self, request: SendRequest, fence: _Fence) -> SendResult:
+        number = request.contact_number
+        extra = {"reminder_id": request.reminder_id}
         body = self._texts.render(
             request.purpose,
             appt_user_dt=request.appt_user_dt,
@@ -107,40 +123,113 @@ class ReminderActivities:
             participant=request.participant,
             language=request.language,
         )
-        # Checked right before sending, so a STOP, a delete or a reschedule that lands at notify time is
-        # still honoured.
-        gate = await self._store.open_send(
-            key=request.key,
-            reminder_id=request.reminder_id,
-            contact_number=number,
-            purpose=request.purpose.value,
-            body=body,
-            provider=self._provider.name,
-            check_opt_out=request.purpose not in _SENT_WHEN_OPTED_OUT,
-            generation=request.generation,
-            mirror_before=request.mirror_before,
-        )
-        if gate.sent_as is not None:
-            if request.mirror is not None:
-                await self._store.upsert_state(request.mirror)
-            log.info("%s was sent before as %s; not sending again", request.key, gate.sent_as, extra=extra)
-            return SendResult(delivered_to_provider=True, provider_id=gate.sent_as)
-        if gate.opted_out:
-            log.info("not sending %s to opted-out %s", request.purpose.value, number, extra=extra)
-            _count("reminders_held_for_opt_out", "Messages not sent because the number opted out")
-            return SendResult(delivered_to_provider=False, opted_out=True)
-        if gate.withdrawn:
-            log.info("armed %s stands down: the reminder no longer wants it", request.key, extra=extra)
-            return SendResult(delivered_to_provider=False, withdrawn=True)
-        await self._wait_for_send_slot(number)
-        try:
+        sender = self._provider.sender_for(number)
+        info = activity.info()
+        attempt = f"{info.workflow_run_id}/{info.activity_id}/{info.attempt}/{uuid.uuid4().hex[:8]}"
+        take_over: tuple[str, datetime] | None = None
+        paced = False
+        while True:
             async with self._provider_slots:
-                provider_id = await self._provider.send(number, body)
-        except ProviderError as err:
-            if err.opted_out:
-                await self._store.set_opt_out(number, True)
+                if not paced:
+                    # One slot per send: a send waiting on another attempt's claim does not book more.
+                    await self._wait_for_send_slot(sender)
+                    paced = True
+                claim = await self._store.claim_send(
+                    key=request.key,
+                    reminder_id=request.reminder_id,
+                    contact_number=number,
+                    purpose=request.purpose.value,
+                    body=body,
+                    provider=self._provider.name,
+                    sender=sender,
+                    attempt=attempt,
+                    check_opt_out=request.purpose not in _SENT_WHEN_OPTED_OUT,
+                    armed=request.armed,
+                    take_over=take_over,
+                )
+                if claim.claimed:
+                    fence.claimed = True
+                    provider_id = await self._call_provider(request, body, attempt)
+                    if provider_id is None:
+                        return SendResult(delivered_to_provider=False, opted_out=True)
+                    await self._record_sent(request, provider_id, "answer")
+                    _count(
+                        "reminders_messages_sent",
+                        "Messages the provider accepted",
+                        purpose=request.purpose.value,
+                    )
+                    log.info(
+                        "sent %s for %s as %s", request.purpose.value, request.key, provider_id, extra=extra
+                    )
+                    return SendResult(delivered_to_provider=True, provider_id=provider_id)
+            if claim.sent_as is not None:
+                if request.mirror is not None:
+                    await self._store.upsert_state(request.mirror)
+                log.info(
+                    "%s was sent before as %s; not sending again", request.key, claim.sent_as, extra=extra
+                )
+                return SendResult(delivered_to_provider=True, provider_id=claim.sent_as)
+            if claim.opted_out:
+                log.info("not sending %s to opted-out %s", request.purpose.value, number, extra=extra)
                 _count("reminders_held_for_opt_out", "Messages not sent because the number opted out")
                 return SendResult(delivered_to_provider=False, opted_out=True)
+            if claim.withdrawn:
+                log.info("armed %s stands down: the reminder no longer wants it", request.key, extra=extra)
+                return SendResult(delivered_to_provider=False, withdrawn=True)
+            done, take_over = await self._settle_doubt(request, claim, sender, body)
+            if done:
+                return SendResult(
+                    delivered_to_provider=True, provider_id=await self._store.sent_as(request.key)
+                )
+
+    async def _settle_doubt(
+        self, request: SendRequest, claim: Claim, sender: str, body: str
+    ) -> tuple[bool, tuple[str, datetime] | None]:
+        """Another attempt's claim stands with no provider id. While it may be live, wait for it; once it is
+        older than the settle time, look it up at the provider. Answers whether the send is now known made
+        (and recorded), and otherwise the claim to take over for a send again (None: look again)."""
+        if claim.held_since is None or claim.held_by is None:
+            # The claim was taken between this attempt's look and its own try: look again.
+            await asyncio.sleep(CLAIM_POLL / 10)
+            return False, None
+        age = claim.now - claim.held_since
+        if age < self._settle:
+            await asyncio.sleep(min((self._settle - age).total_seconds(), CLAIM_POLL))
+            return False, None
+        found = await self._provider.find_sent(request.contact_number, sender, body, claim.held_since)
+        recorded = await self._store.recorded_ids(self._provider.name, found) if found else set()
+        unrecorded = [provider_id for provider_id in found if provider_id not in recorded]
+        if unrecorded:
+            log.info("%s was made before as %s (provider's records); recorded", request.key, unrecorded[0])
+            _count("reminders_doubts_found_sent", "Doubtful sends the provider's records showed made")
+            await self._record_sent(request, unrecorded[0], "lookup")
+            return True, None
+        log.warning(
+            "%s: claimed at %s with no answer and not in the provider's records; sending again",
+            request.key,
+            claim.held_since.isoformat(),
+            extra={"reminder_id": request.reminder_id},
+        )
+        _count("reminders_sends_resent", "Doubtful sends made again after the provider's records lacked them")
+        return False, (claim.held_by, claim.held_since)
+
+    async def _call_provider(self, request: SendRequest, body: str, attempt: str) -> str | None:
+        """Calls the provider under this attempt's claim; answers its id, or None for a number the provider
+        says opted out. A refusal that surely sent nothing releases the claim; a doubt keeps it."""
+        number = request.contact_number
+        try:
+            return await self._provider.send(number, body, callback_key=request.key)
+        except ProviderError as err:
+            if err.maybe_sent:
+                # The provider may have it: the claim stays, and the next attempt asks its records first.
+                raise ApplicationError(
+                    f"in doubt: {err}", type="SendInDoubt", next_retry_delay=self._settle
+                ) from err
+            await self._store.release_claim(request.key, attempt)
+            if err.opted_out:
+                await self._store.set_consent(number, True, at=datetime.now(UTC), source="provider")
+                _count("reminders_held_for_opt_out", "Messages not sent because the number opted out")
+                return None
             if err.retryable:
                 raise
             _count(
@@ -149,22 +238,44 @@ class ReminderActivities:
                 purpose=request.purpose.value,
             )
             raise ApplicationError(str(err), type="ProviderRefused", non_retryable=True) from err
-        await self._record_sent(request, provider_id)
-        _count("reminders_messages_sent", "Messages the provider accepted", purpose=request.purpose.value)
-        log.info(
-            "sent %s for reminder %s as %s",
-            request.purpose.value,
-            request.reminder_id,
-            provider_id,
-            extra=extra,
-        )
-        return SendResult(delivered_to_provider=True, provider_id=provider_id)
 
-    @activity.defn
+    async def _wait_for_send_slot(self, sender: str) -> None:
+        if not self._send_interval:
+            return
+        key = self._provider.pacing_key(sender)
+        wait = await self._store.reserve_send_slot(key, self._send_interval, MAX_PACING_WAIT)
+        if wait is None:
+            raise ApplicationError(
+                f"{key} is booked for the next {MAX_PACING_WAIT:.0f} s",
+                type="Paced",
+                next_retry_delay=timedelta(seconds=MAX_PACING_WAIT / 2),
+            )
+        await asyncio.sleep(wait)
+
+    async def _record_sent(self, request: SendRequest, provider_id: str, recorded_by: str) -> None:
+        """The provider has the message: record it before anything else, or a retry would have to ask the
+        provider's records. A database outage is waited out here (the send heartbeats meanwhile)."""
+        delay = 0.2
+        while True:
+            try:
+                await self._store.complete_send(request.key, provider_id, request.mirror, recorded_by)
+                return
+            except DATABASE_ERRORS as err:
+                log.warning("recording sent message %s waits for PostgreSQL: %r", provider_id, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 3.0)
+
+    @activity.defn(name=MIRROR_STATE)
     async def mirror_state(self, state: ReminderState) -> None:
         await self._store.upsert_state(state)
 
-    @activity.defn
-    async def set_opt_out(self, change: OptOutChange) -> OpenReminders:
-        await self._store.set_opt_out(change.contact_number, change.opted_out)
-        return OpenReminders(reminder_ids=await self._store.open_reminders(change.contact_number))
+    @activity.defn(name=MARK_DELETED)
+    async def mark_deleted(self, reminder_id: str) -> None:
+        await self._store.mark_deleted(reminder_id)
+
+    @activity.defn(name=OPEN_REMINDERS)
+    async def open_reminders(self, contact_number: str) -> OpenReminders:
+        return OpenReminders(reminder_ids=await self._store.open_reminders(contact_number))
+
+    def all(self) -> list[object]:
+        return [self.send_message, self.mirror_state, self.mark_deleted, self.open_reminders]

@@ -11,8 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.store import Store, create_pool
 from api.errors import DATABASE_ERRORS, ApiError, Unavailable
+from db.store import Store, create_pool
 from settings import Settings
 from stack.clients import connect_temporal
 

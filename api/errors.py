@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-from activities.store import DATABASE_ERRORS
 from api.validation import InvalidInput
+from db.store import DATABASE_ERRORS
 
 log = logging.getLogger("reminders.api")
 

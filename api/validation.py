@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from arrow.locales import get_locale
 
-from workflows.models import CURRENT_VERSION, ReminderInput, Reschedule
+from workflows.models import WORKFLOW_VERSION, ReminderInput, Reschedule
 
 MAX_NOTIFY_WINDOW = 8760
 MAX_NOTIFY_WINDOWS = 5
@@ -261,7 +261,7 @@ class NewReminder:
             participant=self.participant,
             language=self.language,
             notify_at=list(self.notify_at),
-            version=CURRENT_VERSION,
+            version=WORKFLOW_VERSION,
         )
 
 

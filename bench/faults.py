@@ -41,12 +41,13 @@ import asyncpg
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from devstack.embedded import EmbeddedPostgres
+from devstack.harness import FakeProvider, Stack, flowroute_env
 from settings import Settings
 from stack.clients import connect_temporal
-from stack.embedded import EmbeddedPostgres
-from tests.e2e.harness import FakeProvider, Stack, flowroute_env
 from workflows.models import workflow_id
-from workflows.reminder import CONTACT_NUMBER, REMINDER_STATUS, ReminderWorkflow
+from workflows.reminder import ReminderWorkflow
+from workflows.search import CONTACT_NUMBER, REMINDER_STATUS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -213,7 +214,7 @@ class Trial:
     async def temporal(self) -> Client:
         if self._client is None:
             self._client = await connect_temporal(
-                Settings(_env_file=None, temporal_address=self.run_info()["temporal"])
+                Settings(_env_file=None, temporal_address=self.run_info()["temporal"])  # type: ignore[call-arg]
             )
         return self._client
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.stats import summary
-from tests.e2e.harness import FakeProvider
+from devstack.harness import FakeProvider
 
 
 @dataclass

@@ -27,7 +27,7 @@ from bench.load import Arrivals, Batch, run_batch
 from bench.raw import RawBurst, RawSleep, Recorder
 from bench.stats import max_in_window, middle_rate, summary
 from bench.system import disk_usage
-from tests.e2e.harness import FakeProvider, Stack
+from devstack.harness import FakeProvider, Stack
 
 # Planning a burst: the instant is set this far past the expected end of the creates, so a create rate
 # that sags mid-way (the server flushing, a GC) still finishes in time.

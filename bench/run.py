@@ -32,9 +32,9 @@ from bench import httpclient, phases
 from bench.raw import Recorder, raw_worker
 from bench.report import Report
 from bench.system import load_average, machine, machine_counters, usage_snapshot
+from devstack.embedded import EmbeddedPostgres
+from devstack.harness import FakeProvider, Stack
 from settings import Settings
-from stack.embedded import EmbeddedPostgres
-from tests.e2e.harness import FakeProvider, Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAIN_NUMBER = "18005550100"

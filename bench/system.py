@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from stack.embedded import temporal_binary
+from devstack.embedded import temporal_binary
 
 try:
     import psutil

@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.store import Store, create_pool
+from db.store import Store, create_pool
 from settings import get_settings
 from stack.clients import connect_temporal
 from stack.logs import setup_logging
 from workflows.models import WORKFLOW_ID_PREFIX, ReminderState, Status, workflow_id
-from workflows.reminder import REMINDER_STATUS, ReminderWorkflow
+from workflows.reminder import ReminderWorkflow
+from workflows.search import REMINDER_STATUS
 
 log = logging.getLogger("reminders.reconcile")
 

@@ -5,9 +5,9 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.embedded import temporal_binary
 from stack.codec import plain_data_converter
-from stack.embedded import temporal_binary
-from workflows.reminder import SEARCH_ATTRIBUTES
+from workflows.search import SEARCH_ATTRIBUTES
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from api.main import create_app
+from devstack.embedded import free_port
 from settings import Settings
-from stack.embedded import free_port
 
 
 @pytest.fixture

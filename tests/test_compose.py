@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from settings import Settings
-from stack.embedded import SEARCH_ATTRIBUTES
+from workflows.models import SEARCH_ATTRIBUTE_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -276,7 +276,7 @@ def test_setup_registers_the_search_attributes_of_the_code(services: dict[str, d
     pairs = environment(setup)["REMINDER_SEARCH_ATTRIBUTES"].split()
     registered = dict(pair.split("=", 1) for pair in pairs)
     assert len(registered) == len(pairs)
-    assert registered == SEARCH_ATTRIBUTES
+    assert registered == SEARCH_ATTRIBUTE_TYPES
     script = " ".join(setup["command"]) if isinstance(setup["command"], list) else setup["command"]
     assert "temporal operator search-attribute create" in script
     assert "$$REMINDER_SEARCH_ATTRIBUTES" in script

@@ -1,4 +1,8 @@
-"""What the API, the workflow and the activities say to each other. Standard library only."""
+"""The contract between the API, the workflows and the activities. Standard library only.
+
+Inputs, states, signals, the activities' names with their argument and result types, ids and search
+attributes: every layer imports this module, and workflows import nothing else of the project.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,29 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
-TASK_QUEUE = "reminders"
 WORKFLOW_ID_PREFIX = "reminder-"
 KEYWORD_WORKFLOW_ID_PREFIX = "keyword-"
 
-# How a reminder's workflow runs, fixed for its whole life at start (so a release can change the steps
-# of new reminders while those already running replay the steps they began with):
-#   1 — the first releases: each answer mirrored by an activity of its own; later runs of version 1 also
-#       carry `workflow.patched` markers for the changes made while it was current.
-#   2 — sends armed ahead of their time (the activity is dispatched early and holds until the notify
-#       time), one timer kept per wake-up, an answer recorded and confirmed by a single local activity,
-#       search attributes upserted only when they change, no patch markers.
-LEGACY_VERSION = 1
-CURRENT_VERSION = 2
+# The steps a reminder's workflow takes, fixed at its start. Until the first release is tagged there is one
+# version and a change of steps records the replay histories again; from then on a change of steps raises
+# this number and the workflow keeps the older branch while reminders started on it can still be running
+# (their appointment plus the notify window's longest, 8760 h).
+WORKFLOW_VERSION = 1
+
+# Search attributes: name and Temporal type. The embedded server, the compose file and the operator docs
+# register exactly these; `workflows.search` turns them into typed keys.
+SEARCH_ATTRIBUTE_TYPES = {
+    "ContactNumber": "Keyword",
+    "ReminderStatus": "Keyword",
+    "AppointmentTime": "Datetime",
+    "NotifyTime": "Datetime",
+}
+
+# Activity names; each takes and answers the dataclasses named beside it.
+SEND_MESSAGE = "send_message"  # SendRequest -> SendResult
+MIRROR_STATE = "mirror_state"  # ReminderState -> None
+MARK_DELETED = "mark_deleted"  # str (reminder id) -> None
+OPEN_REMINDERS = "open_reminders"  # str (contact number) -> OpenReminders
 
 
 def workflow_id(reminder_id: str) -> str:
@@ -51,6 +65,20 @@ class Purpose(str, Enum):
     HELP = "help"
 
 
+class Answer(str, Enum):
+    """What a reply to a reminder says, read where it arrives (so a change of word lists never changes what
+    a running workflow replays)."""
+
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+
+def notify_times(appointment: datetime, windows: list[int]) -> list[datetime]:
+    """The notify-time rule: each window is whole hours before the appointment."""
+    return sorted({appointment - timedelta(hours=h) for h in windows})
+
+
 @dataclass
 class ReminderInput:
     reminder_id: str
@@ -70,13 +98,12 @@ class ReminderInput:
     """The notify times as the API settled them (quiet hours applied); empty means straight from the windows."""
     contact_search: str | None = None
     """The ContactNumber search attribute's value when it is not the number itself (encryption on)."""
-    version: int = LEGACY_VERSION
-    """Which steps the workflow takes (see CURRENT_VERSION); absent in reminders started before it existed."""
+    version: int = WORKFLOW_VERSION
 
     def notify_times(self) -> list[datetime]:
         if self.notify_at:
             return sorted(set(self.notify_at))
-        return sorted({self.appointment - timedelta(hours=h) for h in self.notify_windows})
+        return notify_times(self.appointment, self.notify_windows)
 
 
 @dataclass
@@ -98,10 +125,14 @@ class ReminderState:
     confirm_sent: bool = False
     sent_at: datetime | None = None
     seq: int = 0
+    """Every write of the state takes a higher one; the mirror keeps the highest."""
     notify_windows: list[int] = field(default_factory=list)
     contact_search: str | None = None
     generation: int = 0
-    """Bumped by every reschedule: a send armed for an earlier schedule finds it changed and stands down."""
+    """Bumped by every reschedule."""
+    wanted_send: str | None = None
+    """The send key of the reminder text the workflow has armed, None when it wants none. An armed send
+    compares its own key with the mirror's at its time: the one "still wanted" decision, made here."""
 
 
 def initial_state(inp: ReminderInput) -> ReminderState:
@@ -126,7 +157,6 @@ class CarriedState:
     prompts_sent: int
     unparsable_answers: int
     seen_message_ids: list[str] = field(default_factory=list)
-    generation: int = 0
 
 
 @dataclass
@@ -146,8 +176,7 @@ class Reschedule:
 @dataclass
 class Reply:
     message_id: str
-    body: str
-    received_at: datetime
+    answer: Answer
 
 
 @dataclass
@@ -156,7 +185,7 @@ class SendRequest:
     contact_number: str
     purpose: Purpose
     key: str
-    """Stays the same across retries of one send: the send is recorded under it exactly once."""
+    """Stays the same across retries of one send: the send is claimed and recorded under it exactly once."""
     appt_user_dt: str | None = None
     location: str | None = None
     participant: str | None = None
@@ -164,13 +193,12 @@ class SendRequest:
     mirror: ReminderState | None = None
     """The reminder's state once this message is accepted, written to the mirror by the same activity."""
     mirror_before: ReminderState | None = None
-    """The reminder's state while this message is on its way (an answer recorded, its reply not yet sent),
-    written to the mirror before the provider is called."""
+    """The reminder's state while this message is on its way (armed, or an answer recorded and its reply
+    not yet sent), written to the mirror when the activity starts."""
     not_before: datetime | None = None
     """An armed send: the activity holds until this instant, then checks it is still wanted and sends."""
-    generation: int | None = None
-    """For an armed reminder: the schedule it was armed for. The mirror showing another generation, the
-    reminder deleted or answered means the send stands down."""
+    armed: bool = False
+    """Sent only while the mirror's `wanted_send` is this request's key and the reminder is not deleted."""
 
 
 @dataclass
@@ -188,12 +216,6 @@ class KeywordInput:
     keyword: str
     """One of `opt_out`, `opt_in`, `help`."""
     message_id: str
-
-
-@dataclass
-class OptOutChange:
-    contact_number: str
-    opted_out: bool
 
 
 @dataclass

@@ -39,13 +39,8 @@ from api.schemas import (
 from api.validation import InvalidInput, QuietHours, parse_change, parse_new_reminder
 from stack.codec import contact_search_value
 from workflows.models import ReminderInput, Status, initial_state, workflow_id
-from workflows.reminder import (
-    APPOINTMENT_TIME,
-    CONTACT_NUMBER,
-    NOTIFY_TIME,
-    REMINDER_STATUS,
-    ReminderWorkflow,
-)
+from workflows.reminder import ReminderWorkflow
+from workflows.search import APPOINTMENT_TIME, CONTACT_NUMBER, NOTIFY_TIME, REMINDER_STATUS
 
 log = logging.getLogger("reminders.api")
 router = APIRouter(prefix="/reminder", tags=["reminders"], dependencies=[Depends(require_api_key)])
@@ -276,7 +271,12 @@ async def change_reminder(
 
 @router.delete("/{reminder_id}", response_model=DeletedReminder)
 async def delete_reminder(reminder_id: str, store: StoreDep, temporal: TemporalDep) -> dict[str, str]:
-    await _existing(store, reminder_id)
+    row = await store.get_any(reminder_id) if REMINDER_ID.fullmatch(reminder_id) else None
+    if row is None:
+        raise ApiError(404, "unknown reminder id")
+    # The deletion is written before the workflow is cancelled: an armed send checks it at its fence, so
+    # nothing goes out for the reminder from this commit on, even if the cancel below never happens.
+    await store.mark_deleted(reminder_id)
     handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
         await handle.cancel()
@@ -284,7 +284,9 @@ async def delete_reminder(reminder_id: str, store: StoreDep, temporal: TemporalD
         # A reminder whose workflow already ended has nothing left to stop.
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-    await store.mark_deleted(reminder_id)
+    if row["deleted_at"] is not None:
+        # Deleted before (a retry after a 503 finishes the cancel): as unknown as any deleted reminder.
+        raise ApiError(404, "unknown reminder id")
     DELETED.inc()
     log.info("deleted reminder %s", reminder_id, extra={"reminder_id": reminder_id})
     return {"reminder_id": reminder_id, "message": f"Successfully deleted reminder with id {reminder_id}."}

@@ -16,16 +16,16 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.store import Store
 from api.deps import Services, ServicesDep, SettingsDep
 from api.errors import ApiError
 from api.metrics import INBOUND
 from api.routes.reminders import read_json
 from api.validation import InvalidInput, clean_text, parse_contact_number
+from db.store import Store
+from rules.intents import KEYWORDS, Intent, classify
 from settings import Settings
-from workflows.intents import keyword_of
 from workflows.keyword import KeywordWorkflow
-from workflows.models import KEYWORD_WORKFLOW_ID_PREFIX, KeywordInput, Reply, workflow_id
+from workflows.models import KEYWORD_WORKFLOW_ID_PREFIX, Answer, KeywordInput, Reply, workflow_id
 from workflows.reminder import ReminderWorkflow
 
 log = logging.getLogger("reminders.webhooks")
@@ -64,14 +64,16 @@ def _sender(value: str, field: str) -> str:
 
 
 async def handle_inbound(
-    *, provider: str, provider_id: str, sender: str, body: str, services: Services
+    *, provider: str, provider_id: str, sender: str, body: str, services: Services, at: datetime | None = None
 ) -> str:
-    """Routes one received text; answers what was done with it."""
+    """Routes one received text; answers what was done with it. `at` is the provider's time of the message
+    where it gives one (it orders opt-outs and opt-ins), else now."""
     outcome = await _route_inbound(
         provider=provider,
         provider_id=provider_id,
         sender=sender,
         body=body,
+        at=at or datetime.now(UTC),
         store=await services.store(),
         temporal=await services.temporal(),
         settings=services.settings,
@@ -86,50 +88,65 @@ async def _route_inbound(
     provider_id: str,
     sender: str,
     body: str,
+    at: datetime,
     store: Store,
     temporal: Client,
     settings: Settings,
 ) -> str:
-    keyword = keyword_of(body)
-    if keyword is not None:
+    intent = classify(body)
+    message_id = f"{provider}:{provider_id}"
+    if intent in KEYWORDS:
         await store.record_inbound(
             provider=provider, provider_id=provider_id, contact_number=sender, body=body, reminder_id=None
         )
+        if intent in (Intent.OPT_OUT, Intent.OPT_IN):
+            # Written before the provider hears 200 (PostgreSQL down: 503, and the provider delivers it
+            # again), so the next send's fence sees it; ordered by the message's own time.
+            await store.set_consent(
+                sender, intent == Intent.OPT_OUT, at=at, source="keyword", message_id=message_id
+            )
         try:
             # One workflow per provider message: a webhook delivered again has no further effect.
             await temporal.start_workflow(
                 KeywordWorkflow.run,
-                KeywordInput(
-                    contact_number=sender, keyword=keyword.value, message_id=f"{provider}:{provider_id}"
-                ),
+                KeywordInput(contact_number=sender, keyword=intent.value, message_id=message_id),
                 id=f"{KEYWORD_WORKFLOW_ID_PREFIX}{provider}-{provider_id}",
                 task_queue=settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                static_summary=f"{keyword.value} from {sender}",
+                static_summary=f"{intent.value} from {sender}",
             )
         except WorkflowAlreadyStartedError:
             return "duplicate"
-        return keyword.value
-    reminder_id = await store.route_reply(sender)
-    await store.record_inbound(
-        provider=provider, provider_id=provider_id, contact_number=sender, body=body, reminder_id=reminder_id
+        return intent.value
+    routed = await store.route_reply(sender)
+    # A message delivered again goes where it went the first time, never to a second reminder.
+    _, reminder_id = await store.record_inbound(
+        provider=provider, provider_id=provider_id, contact_number=sender, body=body, reminder_id=routed
     )
     if reminder_id is None:
         log.info("text from %s matches no open reminder", sender)
         return "unmatched"
     handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
-        await handle.signal(
-            ReminderWorkflow.reply,
-            Reply(message_id=f"{provider}:{provider_id}", body=body, received_at=datetime.now(UTC)),
-        )
+        await handle.signal(ReminderWorkflow.reply, Reply(message_id=message_id, answer=Answer(intent.value)))
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
         return "closed"
     log.info("reply routed to reminder %s", reminder_id, extra={"reminder_id": reminder_id})
     return "routed"
+
+
+def _provider_time(value: Any) -> datetime | None:
+    """Flowroute's message timestamp (ISO 8601, to the second), if it has a readable one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 @router.post("/", dependencies=[Depends(require_webhook_token)])
@@ -181,17 +198,23 @@ async def flowroute_inbound(request: Request, services: ServicesDep) -> dict[str
         sender=sender,
         body=body,
         services=services,
+        at=_provider_time(attributes.get("timestamp")),
     )
     return {"message": outcome}
 
 
 @router.post("/webhooks/flowroute/dlr", dependencies=[Depends(require_webhook_token)])
-async def flowroute_delivery_receipt(request: Request, services: ServicesDep) -> dict[str, str]:
+async def flowroute_delivery_receipt(
+    request: Request,
+    services: ServicesDep,
+    key: Annotated[str | None, Query(description="the send key the service put in dlr_callback")] = None,
+) -> dict[str, str]:
     """Flowroute's delivery receipt: `data.id` is the message, `data.attributes.status` its fate."""
     message_id, attributes = _jsonapi_data(await read_json(request))
     status = _text(attributes, "status", 64, where="data.attributes.")
-    found = await (await services.store()).record_delivery(message_id, status)
-    return {"message": "recorded" if found else "unknown message"}
+    send_key = clean_text(key, "key", MAX_PROVIDER_ID) if key is not None else None
+    found = await (await services.store()).record_delivery(message_id, status, send_key)
+    return {"message": "recorded" if found else "kept until the message is recorded"}
 
 
 def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
@@ -212,14 +235,7 @@ def _public_url(request: Request, settings: Settings) -> str:
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-@router.post("/webhooks/twilio")
-async def twilio_inbound(
-    request: Request,
-    services: ServicesDep,
-    x_twilio_signature: Annotated[str | None, Header()] = None,
-) -> Response:
-    """Twilio's incoming message webhook (form-encoded), its X-Twilio-Signature checked."""
-    settings = services.settings
+async def _signed_twilio_form(request: Request, settings: Settings, signature: str | None) -> dict[str, str]:
     if not settings.twilio_auth_token:
         raise ApiError(403, "Twilio webhooks are not configured (TWILIO_AUTH_TOKEN is not set)")
     # Read whole first: the size limit then answers 413, not the parse error below a 400.
@@ -230,16 +246,38 @@ async def twilio_inbound(
         raise InvalidInput("body", "must be form-encoded") from err
     params = {k: v for k, v in form.items() if isinstance(v, str)}
     expected = twilio_signature(settings.twilio_auth_token, _public_url(request, settings), params)
-    if not x_twilio_signature or not hmac.compare_digest(expected, x_twilio_signature):
+    if not signature or not hmac.compare_digest(expected, signature):
         raise ApiError(403, "X-Twilio-Signature is missing or wrong")
+    return params
+
+
+@router.post("/webhooks/twilio")
+async def twilio_inbound(
+    request: Request,
+    services: ServicesDep,
+    x_twilio_signature: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Twilio's incoming message webhook (form-encoded), its X-Twilio-Signature checked."""
+    params = await _signed_twilio_form(request, services.settings, x_twilio_signature)
     sid = _text(params, "MessageSid", MAX_PROVIDER_ID)
     sender = _sender(_text(params, "From", MAX_ADDRESS), "From")
     body = _text(params, "Body", MAX_BODY)
-    await handle_inbound(
-        provider="twilio",
-        provider_id=sid,
-        sender=sender,
-        body=body,
-        services=services,
-    )
+    # Twilio's inbound webhook carries no time of its own: the receipt's time orders opt-outs.
+    await handle_inbound(provider="twilio", provider_id=sid, sender=sender, body=body, services=services)
     return Response(TWIML_EMPTY, media_type="text/xml")
+
+
+@router.post("/webhooks/twilio/status")
+async def twilio_status(
+    request: Request,
+    services: ServicesDep,
+    key: Annotated[str | None, Query(description="the send key the service put in StatusCallback")] = None,
+    x_twilio_signature: Annotated[str | None, Header()] = None,
+) -> dict[str, str]:
+    """Twilio's message status callback (StatusCallback), its X-Twilio-Signature checked."""
+    params = await _signed_twilio_form(request, services.settings, x_twilio_signature)
+    sid = _text(params, "MessageSid", MAX_PROVIDER_ID)
+    status = _text(params, "MessageStatus", 64)
+    send_key = clean_text(key, "key", MAX_PROVIDER_ID) if key is not None else None
+    found = await (await services.store()).record_delivery(sid, status, send_key)
+    return {"message": "recorded" if found else "kept until the message is recorded"}

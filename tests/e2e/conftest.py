@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port
-from tests.e2e.harness import FakeProvider, Stack, flowroute_env
+from devstack.embedded import free_port
+from devstack.harness import FakeProvider, Stack, flowroute_env
 
 TWILIO_TOKEN = "twilio-test-token"
 

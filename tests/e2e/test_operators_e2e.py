@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from api.main import create_app
+from devstack.embedded import free_port
+from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from settings import Settings
 from stack.clients import connect_temporal
-from stack.embedded import free_port
-from tests.e2e.harness import FakeProvider, Stack, new_number, wait_until
 from tests.e2e.test_reminders_e2e import appointment_in, create, iso
 from tests.e2e.test_replies_e2e import flowroute_inbound, sent_reminder
 

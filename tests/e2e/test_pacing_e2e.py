@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import FakeProvider, Stack, flowroute_env, new_number
+from devstack.harness import FakeProvider, Stack, flowroute_env, new_number
 from tests.e2e.test_reminders_e2e import appointment_in, create, iso
 
 pytestmark = pytest.mark.e2e

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from activities.store import Store
+from db.store import Store
+from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from settings import Settings
 from stack.clients import connect_temporal
 from stack.reconcile import reconcile
-from tests.e2e.harness import FakeProvider, Stack, new_number, wait_until
 from tests.e2e.test_operators_e2e import list_ids
 from tests.e2e.test_reminders_e2e import get
 from tests.e2e.test_replies_e2e import sent_reminder

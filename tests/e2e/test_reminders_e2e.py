@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from settings import Settings
 from stack.clients import connect_temporal
-from tests.e2e.harness import FakeProvider, Stack, new_number, wait_until
 
 pytestmark = pytest.mark.e2e
 

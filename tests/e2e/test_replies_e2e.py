@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 import pytest
 from twilio.request_validator import RequestValidator
 
+from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from tests.e2e.conftest import TWILIO_TOKEN
-from tests.e2e.harness import FakeProvider, Stack, new_number, wait_until
 from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
 
 pytestmark = pytest.mark.e2e

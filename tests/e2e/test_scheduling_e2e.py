@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.e2e.harness import FakeProvider, Stack, new_number, wait_until
+from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
 from tests.e2e.test_replies_e2e import flowroute_inbound, sent_reminder
 

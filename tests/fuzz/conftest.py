@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from api.main import create_app
+from devstack.harness import FakeProvider, Stack, flowroute_env
 from settings import Settings
-from tests.e2e.harness import FakeProvider, Stack, flowroute_env
 
 TWILIO_TOKEN = "fuzz-twilio-token"
 BASE_URL = "http://api"

@@ -1,10 +1,10 @@
-"""workflows.intents: what real inbound texts mean."""
+"""rules.intents: what real inbound texts mean."""
 
 from __future__ import annotations
 
 import pytest
 
-from workflows.intents import Intent, classify, keyword_of
+from rules.intents import Intent, classify, keyword_of
 
 OPT_OUT, OPT_IN, HELP = Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP
 YES, NO, UNKNOWN = Intent.YES, Intent.NO, Intent.UNKNOWN

@@ -92,34 +92,45 @@ async def test_flowroute_accepted_without_a_readable_id_is_still_sent() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "retryable"),
+    ("status", "retryable", "maybe_sent"),
     [
-        (429, True),
-        (500, True),
-        (502, True),
-        (503, True),
-        (400, False),
-        (401, False),
-        (403, False),
-        (404, False),
-        (422, False),
+        (429, True, False),
+        (500, True, True),
+        (502, True, True),
+        (503, True, False),
+        (504, True, True),
+        (400, False, False),
+        (401, False, False),
+        (403, False, False),
+        (404, False, False),
+        (422, False, False),
     ],
 )
-async def test_flowroute_errors(status: int, retryable: bool) -> None:
+async def test_flowroute_errors(status: int, retryable: bool, maybe_sent: bool) -> None:
+    """429 and 503 say nothing was taken; a 500, 502 or 504 may come after the provider took it."""
     recorder = Recorder(lambda r: httpx.Response(status, json={"errors": [{"detail": "nope"}]}))
     async with client_for(recorder) as client:
         with pytest.raises(ProviderError) as caught:
             await FlowrouteProvider(client, flowroute_settings()).send("12025550123", "x")
     assert caught.value.retryable is retryable
+    assert caught.value.maybe_sent is maybe_sent
     assert caught.value.opted_out is False
     assert str(status) in str(caught.value)
     assert len(recorder.requests) == 1  # the provider itself never retries
 
 
 @pytest.mark.parametrize(
-    "error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("cut")]
+    ("error", "maybe_sent"),
+    [
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("no answer to the handshake"), False),
+        (httpx.PoolTimeout("no free connection"), False),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.RemoteProtocolError("cut after the request went out"), True),
+        (httpx.ReadError("reset"), True),
+    ],
 )
-async def test_flowroute_unreachable_is_retryable(error: httpx.HTTPError) -> None:
+async def test_flowroute_unreachable_is_retryable(error: httpx.HTTPError, maybe_sent: bool) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise error
 
@@ -127,6 +138,47 @@ async def test_flowroute_unreachable_is_retryable(error: httpx.HTTPError) -> Non
         with pytest.raises(ProviderError) as caught:
             await FlowrouteProvider(client, flowroute_settings()).send("12025550123", "x")
     assert caught.value.retryable is True
+    assert caught.value.maybe_sent is maybe_sent
+
+
+async def test_flowroute_callback_carries_the_send_key() -> None:
+    recorder = Recorder(lambda r: httpx.Response(202, json={"data": {"id": "mdr2-1"}}))
+    settings = flowroute_settings().model_copy(
+        update={"public_url": "https://clinic.example/", "webhook_token": "t"}
+    )
+    async with client_for(recorder) as client:
+        await FlowrouteProvider(client, settings).send("12025550123", "x", callback_key="r1:reminder:0")
+    sent = json.loads(recorder.requests[0].content)
+    assert (
+        sent["dlr_callback"] == "https://clinic.example/webhooks/flowroute/dlr?key=r1%3Areminder%3A0&token=t"
+    )
+
+
+async def test_flowroute_lookup_pages_and_matches_to_from_body() -> None:
+    from datetime import UTC, datetime
+
+    def mdr(i: int, to: str, body: str, sender: str = "12025550100") -> dict:
+        attributes = {"to": to, "from": sender, "body": body, "direction": "outbound"}
+        return {"id": f"mdr2-{i}", "type": "message", "attributes": attributes}
+
+    records = [mdr(i, "12025550999", "other") for i in range(250)]
+    records[3] = mdr(3, "12025550123", "x")
+    records[210] = mdr(210, "12025550123", "x")
+    records[211] = mdr(211, "12025550123", "x", sender="12025550777")
+    records[212] = mdr(212, "12025550123", "not x")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        offset, limit = int(request.url.params["offset"]), int(request.url.params["limit"])
+        assert request.url.params["start_date"].endswith("Z")
+        return httpx.Response(200, json={"data": records[offset : offset + limit]})
+
+    recorder = Recorder(handler)
+    async with client_for(recorder) as client:
+        found = await FlowrouteProvider(client, flowroute_settings()).find_sent(
+            "12025550123", "12025550100", "x", datetime.now(UTC)
+        )
+    assert found == ["mdr2-3", "mdr2-210"]
+    assert len(recorder.requests) == 2
 
 
 async def test_flowroute_sender_is_sticky_among_several_numbers() -> None:
@@ -196,6 +248,41 @@ async def test_twilio_errors(status: int, payload: dict | None, retryable: bool)
             await TwilioProvider(client, twilio_settings()).send("12025550123", "x")
     assert caught.value.retryable is retryable
     assert caught.value.opted_out is False
+
+
+async def test_twilio_lookup_reads_pages_until_before_the_claim() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def message(sid: str, body: str, age: int) -> dict:
+        created = format_datetime(now - timedelta(seconds=age), usegmt=True)
+        return {"sid": sid, "body": body, "date_created": created, "direction": "outbound-api"}
+
+    pages = {
+        None: {
+            "messages": [message("SM3", "x", 1), message("SM2", "y", 2)],
+            "next_page_uri": "/2010-04-01/Accounts/AC123/Messages.json?Page=1",
+        },
+        "1": {
+            "messages": [message("SM1", "x", 30), message("SM0", "x", 3600)],
+            "next_page_uri": "/2010-04-01/Accounts/AC123/Messages.json?Page=2",
+        },
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "Page" not in request.url.params:
+            assert request.url.params["To"] == "+12025550123" and request.url.params["From"] == "+12025550199"
+        return httpx.Response(200, json=pages[request.url.params.get("Page")])
+
+    recorder = Recorder(handler)
+    async with client_for(recorder) as client:
+        found = await TwilioProvider(client, twilio_settings()).find_sent(
+            "12025550123", "12025550199", "x", now - timedelta(seconds=60)
+        )
+    assert found == ["SM3", "SM1"]
+    assert len(recorder.requests) == 2, "the page reaching past the claim is the last one read"
 
 
 async def test_twilio_unreachable_is_retryable() -> None:

@@ -15,7 +15,8 @@ from temporalio.worker import Worker
 from stack.codec import AesGcmCodec, contact_search_value, data_converter, parse_key
 from tests.workflow.test_reminder_workflow import FakeActivities, eventually, reminder
 from workflows.models import Status, workflow_id
-from workflows.reminder import CONTACT_NUMBER, ReminderWorkflow
+from workflows.reminder import ReminderWorkflow
+from workflows.search import CONTACT_NUMBER
 
 KEY = base64.b64encode(os.urandom(32)).decode()
 
@@ -55,7 +56,7 @@ async def test_without_a_key_the_number_is_in_the_history(workflow_env):
         workflow_env.client,
         task_queue=queue,
         workflows=[ReminderWorkflow],
-        activities=[fakes.send_message, fakes.mirror_state, fakes.set_opt_out],
+        activities=[fakes.send_message, fakes.mirror_state, fakes.mark_deleted, fakes.open_reminders],
     ):
         handle = await workflow_env.client.start_workflow(
             ReminderWorkflow.run, inp, id=workflow_id(inp.reminder_id), task_queue=queue
@@ -76,7 +77,7 @@ async def test_history_holds_no_clear_text(workflow_env):
         client,
         task_queue=queue,
         workflows=[ReminderWorkflow],
-        activities=[fakes.send_message, fakes.mirror_state, fakes.set_opt_out],
+        activities=[fakes.send_message, fakes.mirror_state, fakes.mark_deleted, fakes.open_reminders],
     ):
         handle = await client.start_workflow(
             ReminderWorkflow.run, inp, id=workflow_id(inp.reminder_id), task_queue=queue

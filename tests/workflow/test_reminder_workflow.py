@@ -25,9 +25,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from workflows.models import (
-    CURRENT_VERSION,
+    MARK_DELETED,
+    MIRROR_STATE,
+    OPEN_REMINDERS,
+    SEND_MESSAGE,
+    WORKFLOW_VERSION,
+    Answer,
     OpenReminders,
-    OptOutChange,
     Purpose,
     ReminderInput,
     ReminderState,
@@ -61,25 +65,18 @@ class FakeActivities:
         return max(states, key=lambda m: m.seq) if states else None
 
     def wants(self, request: SendRequest) -> bool:
-        if request.generation is None or request.reminder_id is None:
+        """The fence's rule, read from the same value: the mirror's wanted send is this one."""
+        if not request.armed or request.reminder_id is None:
             return True
         row = self.row(request.reminder_id)
-        if request.reminder_id in self.deleted:
-            return False
-        if row is None or row.generation < request.generation:
-            return True
-        return (
-            row.generation == request.generation
-            and row.will_attend is None
-            and row.status in (Status.SCHEDULED, Status.AWAITING_REPLY)
-        )
+        return request.reminder_id not in self.deleted and row is not None and row.wanted_send == request.key
 
-    @activity.defn(name="send_message")
+    @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendRequest) -> SendResult:
-        if request.not_before is not None:
-            await asyncio.sleep(max((request.not_before - datetime.now(UTC)).total_seconds(), 0))
         if request.mirror_before is not None:
             self.mirrored.append(request.mirror_before)
+        if request.not_before is not None:
+            await asyncio.sleep(max((request.not_before - datetime.now(UTC)).total_seconds(), 0))
         if request.contact_number in self.opted_out and request.purpose == Purpose.REMINDER:
             return SendResult(delivered_to_provider=False, opted_out=True)
         if not self.wants(request):
@@ -92,12 +89,16 @@ class FakeActivities:
             self.mirrored.append(request.mirror)
         return SendResult(delivered_to_provider=True, provider_id=f"fake-{len(self.sent)}")
 
-    @activity.defn(name="mirror_state")
+    @activity.defn(name=MIRROR_STATE)
     async def mirror_state(self, state: ReminderState) -> None:
         self.mirrored.append(state)
 
-    @activity.defn(name="set_opt_out")
-    async def set_opt_out(self, change: OptOutChange) -> OpenReminders:
+    @activity.defn(name=MARK_DELETED)
+    async def mark_deleted(self, reminder_id: str) -> None:
+        self.deleted.add(reminder_id)
+
+    @activity.defn(name=OPEN_REMINDERS)
+    async def open_reminders(self, contact_number: str) -> OpenReminders:
         return OpenReminders(reminder_ids=[])
 
     def purposes(self) -> list[Purpose]:
@@ -115,7 +116,7 @@ async def worker(workflow_env: WorkflowEnvironment, fakes: FakeActivities) -> As
         workflow_env.client,
         task_queue=f"test-{uuid.uuid4().hex}",
         workflows=[ReminderWorkflow],
-        activities=[fakes.send_message, fakes.mirror_state, fakes.set_opt_out],
+        activities=[fakes.send_message, fakes.mirror_state, fakes.mark_deleted, fakes.open_reminders],
     ) as w:
         yield w
 
@@ -129,7 +130,7 @@ def reminder(appointment_in: timedelta, windows: list[int]) -> ReminderInput:
         appt_user_dt=appointment.strftime("%Y-%m-%d %H:%M:%S"),
         notify_windows=windows,
         location="West Side Mechanics",
-        version=CURRENT_VERSION,
+        version=WORKFLOW_VERSION,
     )
 
 
@@ -176,12 +177,12 @@ async def test_cancel_before_send_sends_nothing(workflow_env, worker, fakes):
     inp = reminder(timedelta(hours=1, seconds=3), [1])
     handle = await start(workflow_env, worker, inp)
     await asyncio.sleep(0.5)
-    # As DELETE does: the workflow is cancelled, and the mirror shows the reminder deleted.
     await handle.cancel()
-    fakes.deleted.add(inp.reminder_id)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert isinstance(failure.value.cause, CancelledError)
+    # The workflow's cancel path writes the deletion itself (as DELETE does before cancelling).
+    assert inp.reminder_id in fakes.deleted
     # The armed send learns it at its time, from the mirror.
     await eventually(lambda: len(fakes.withdrawn) == 1, timeout=6)
     assert fakes.sent == []
@@ -201,18 +202,17 @@ async def test_yes_then_no_then_gibberish(workflow_env, worker, fakes):
     inp = reminder(timedelta(minutes=30), [1])
     handle = await start(workflow_env, worker, inp)
     await eventually(lambda: len(fakes.sent) == 1)
-    now = datetime.now(UTC)
-    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m1", body="Yes!", received_at=now))
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m1", answer=Answer.YES))
     await eventually(lambda: len(fakes.sent) == 2)
     state = await handle.query(ReminderWorkflow.status)
     assert (state.status, state.will_attend, state.confirm_sent) == (Status.CONFIRMED, True, True)
     # The same provider message delivered again has no further effect.
-    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m1", body="Yes!", received_at=now))
-    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m2", body="no.", received_at=now))
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m1", answer=Answer.YES))
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m2", answer=Answer.NO))
     await eventually(lambda: len(fakes.sent) == 3)
     state = await handle.query(ReminderWorkflow.status)
     assert (state.status, state.will_attend) == (Status.DECLINED, False)
-    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m3", body="I know", received_at=now))
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m3", answer=Answer.UNKNOWN))
     await eventually(lambda: len(fakes.sent) == 4)
     state = await handle.query(ReminderWorkflow.status)
     assert (state.status, state.will_attend) == (Status.DECLINED, False)
@@ -269,9 +269,7 @@ async def test_answer_skips_later_prompt(workflow_env, worker, fakes):
     inp = reminder(timedelta(seconds=4), [1, 0])
     handle = await start(workflow_env, worker, inp)
     await eventually(lambda: len(fakes.sent) == 1)
-    await handle.signal(
-        ReminderWorkflow.reply, Reply(message_id="a", body="yes", received_at=datetime.now(UTC))
-    )
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="a", answer=Answer.YES))
     result = await asyncio.wait_for(handle.result(), timeout=15)
     assert result.status == Status.CONFIRMED
     assert fakes.purposes() == [Purpose.REMINDER, Purpose.CONFIRMATION]
@@ -289,10 +287,9 @@ async def test_a_flood_of_replies_stays_bounded(workflow_env, worker, fakes):
     inp = reminder(timedelta(minutes=30), [1])
     handle = await start(workflow_env, worker, inp)
     await eventually(lambda: len(fakes.sent) == 1)
-    now = datetime.now(UTC)
     for i in range(300):
-        await handle.signal(ReminderWorkflow.reply, Reply(message_id=f"f{i}", body="what?", received_at=now))
-    await handle.signal(ReminderWorkflow.reply, Reply(message_id="last", body="YES", received_at=now))
+        await handle.signal(ReminderWorkflow.reply, Reply(message_id=f"f{i}", answer=Answer.UNKNOWN))
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="last", answer=Answer.YES))
     await eventually(lambda: Purpose.CONFIRMATION in fakes.purposes(), timeout=30)
     unparsable = fakes.purposes().count(Purpose.UNPARSABLE)
     assert unparsable == MAX_UNPARSABLE_ANSWERS
@@ -332,9 +329,7 @@ async def test_reschedule_after_send_resets_the_answer_and_prompts_again(workflo
     inp = reminder(timedelta(minutes=30), [1])
     handle = await start(workflow_env, worker, inp)
     await eventually(lambda: len(fakes.sent) == 1)
-    await handle.signal(
-        ReminderWorkflow.reply, Reply(message_id="y", body="yes", received_at=datetime.now(UTC))
-    )
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="y", answer=Answer.YES))
     await eventually(lambda: len(fakes.sent) == 2)
     moved = (datetime.now(UTC) + timedelta(minutes=45)).replace(microsecond=0)
     state = await handle.execute_update(ReminderWorkflow.reschedule, change_of(inp, moved, [1]))
@@ -406,9 +401,7 @@ async def test_an_answer_takes_one_local_activity_and_one_upsert(workflow_env, w
     await eventually(lambda: len(fakes.sent) == 1)
     await eventually(lambda: fakes.row(inp.reminder_id) is not None)
     before = await handle.fetch_history()
-    await handle.signal(
-        ReminderWorkflow.reply, Reply(message_id="y1", body="yes", received_at=datetime.now(UTC))
-    )
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="y1", answer=Answer.YES))
     await eventually(lambda: len(fakes.sent) == 2)
     await eventually(lambda: fakes.row(inp.reminder_id).confirm_sent)  # type: ignore[union-attr]
     state = await handle.query(ReminderWorkflow.status)
@@ -439,9 +432,9 @@ async def test_reschedule_while_armed_stands_the_old_send_down(workflow_env, wor
     await eventually(lambda: len(fakes.sent) == 1, timeout=12)
     await eventually(lambda: len(fakes.withdrawn) == 1, timeout=5)
     sent_at, request = fakes.sent[0]
-    assert request.participant == "Dr Jones" and request.generation == 1
+    assert request.participant == "Dr Jones" and request.key.endswith(":reminder:g1:0")
     assert sent_at >= moved - timedelta(hours=1, milliseconds=50)
-    assert fakes.withdrawn[0].generation == 0
+    assert fakes.withdrawn[0].key.endswith(":reminder:0")
     await asyncio.sleep(1)
     assert len(fakes.sent) == 1
     await handle.terminate()

@@ -19,6 +19,10 @@ class Intent(str, Enum):
     UNKNOWN = "unknown"
 
 
+# Intents answered per number (KeywordWorkflow) rather than by a reminder.
+KEYWORDS = frozenset({Intent.OPT_OUT, Intent.OPT_IN, Intent.HELP})
+
+
 OPT_OUT_KEYWORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "OPT OUT"}
 )

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 
-from activities.store import Store, create_pool
+from db.store import Store, create_pool
+from devstack.embedded import EmbeddedPostgres, TemporalDevServer, port_open, spawn, stop_process
 from settings import Settings, get_settings
 from stack.clients import connect_temporal
-from stack.embedded import EmbeddedPostgres, TemporalDevServer, port_open, spawn, stop_process
 from stack.logs import setup_logging
 
 log = logging.getLogger("reminders.launcher")

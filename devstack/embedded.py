@@ -22,14 +22,10 @@ import threading
 import time
 from pathlib import Path
 
+from workflows.models import SEARCH_ATTRIBUTE_TYPES
+
 log = logging.getLogger("reminders.stack")
 
-SEARCH_ATTRIBUTES = {
-    "ContactNumber": "Keyword",
-    "ReminderStatus": "Keyword",
-    "AppointmentTime": "Datetime",
-    "NotifyTime": "Datetime",
-}
 PG_SYSTEM_USER = "embedded_postgres"
 _PR_SET_PDEATHSIG = 1
 
@@ -165,7 +161,7 @@ class TemporalDevServer:
         )
         if self.namespace != "default":
             cmd += ["--namespace", self.namespace]
-        for name, kind in SEARCH_ATTRIBUTES.items():
+        for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
             cmd += ["--search-attribute", f"{name}={kind}"]
         return cmd
 

@@ -1,0 +1,1 @@
+"""The development stack: launcher, embedded servers, test harness and fake SMS providers."""
