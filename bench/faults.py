@@ -15,7 +15,11 @@ period is over, and counts:
 
 Each reminder has a contact number of its own, so the fake's `to` tells which reminder a text belongs to.
 
-    python -m bench.faults [--count 300] [--grace 120] [--cases a,b,...] [--keep]
+The fake behaves like the provider over a network: each send is answered after `--latency` seconds
+(default 0.3, a real provider's round trip), as Flowroute or as Twilio (`--provider`). Cases that stop
+texts (STOP, DELETE) also count texts whose claim began after the stop was acknowledged.
+
+    python -m bench.faults [--provider flowroute|twilio] [--count 300] [--grace 120] [--cases a,b,...] [--keep]
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from devstack.embedded import EmbeddedPostgres
-from devstack.harness import FakeProvider, Stack, flowroute_env
+from devstack.harness import FakeProvider, Stack, flowroute_env, twilio_env
 from settings import Settings
 from stack.clients import connect_temporal
 from workflows.models import workflow_id
@@ -60,12 +64,26 @@ LEAD = 30.0
 STREAM_LEAD = 45.0
 CREATE_CONCURRENCY = 16
 PG_OUTAGE = 20.0
+PG_LONG_OUTAGE = 90.0
+BIG_BURST = 2000
+BIG_LEAD = 75.0
+FAULTY_SENDS = 30
+STOPS = 100
 PROVIDER_503_FOR = 30.0
 PROVIDER_429_FOR = 20.0
 # Fills the fake's script for the length of an outage; cleared when the outage ends.
 SCRIPT_FILL = 20_000
 MIRROR_SETTLE = 30.0
-REPORT_COLUMNS = ("accepted", "sent", "lost", "duplicated", "mismatches", "dup_creates", "late_max_s")
+REPORT_COLUMNS = (
+    "accepted",
+    "sent",
+    "lost",
+    "duplicated",
+    "after_stop",
+    "mismatches",
+    "dup_creates",
+    "late_max_s",
+)
 
 
 def iso(dt: datetime) -> str:
@@ -87,6 +105,7 @@ class Outcome:
     sent: int = 0
     lost: int = 0
     duplicated: int = 0
+    after_stop: int = 0
     mismatches: int = 0
     dup_creates: int = 0
     late_max_s: float | None = None
@@ -97,7 +116,8 @@ class Outcome:
 
     @property
     def on_target(self) -> bool:
-        return self.error is None and self.lost == 0 and self.duplicated == 0 and self.mismatches == 0
+        clean = self.lost == 0 and self.duplicated == 0 and self.after_stop == 0 and self.mismatches == 0
+        return self.error is None and clean
 
 
 async def until(check: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
@@ -155,13 +175,18 @@ def _postmaster_pid(data_dir: Path) -> int | None:
 class Trial:
     """One case: a fresh stack, the fake, the reminders, and everything needed to count the outcome."""
 
-    def __init__(self, key: str, title: str, root: Path, count: int, grace: float) -> None:
+    def __init__(
+        self, key: str, title: str, root: Path, count: int, grace: float, provider: str, latency: float
+    ) -> None:
         self.key = key
         self.outcome = Outcome(case=key, title=title)
         self.data_dir = root / key
         self.count = count
         self.grace = grace
-        self.fake = FakeProvider()
+        self.provider = provider
+        self.fake = FakeProvider(latency=latency, twilio_token="faults-token")
+        # Numbers told to stop (STOP or DELETE), and when the service acknowledged it.
+        self.stopped: dict[str, float] = {}
         self.stack: Stack | None = None
         self.seen_pids: set[int] = set()
         self.accepted: dict[str, Planned] = {}
@@ -179,7 +204,8 @@ class Trial:
 
     def env(self) -> dict[str, str]:
         # Unpaced: the fake takes any rate, and a burst is what the faults are meant to hit.
-        return flowroute_env(self.fake, SEND_RATE_PER_SECOND="0", ORG_NAME=ORG)
+        env = twilio_env if self.provider == "twilio" else flowroute_env
+        return env(self.fake, SEND_RATE_PER_SECOND="0", ORG_NAME=ORG, QUIET_HOURS="off", PUBLIC_URL="auto")
 
     async def start(self) -> None:
         self.fake.start()
@@ -340,9 +366,9 @@ class Trial:
         found: dict[str, list[tuple[float, str]]] = {}
         with self.fake.lock:
             received = list(self.fake.received)
-        for position, message in enumerate(received, start=1):
+        for message in received:
             if message.text.startswith(REMINDER_HEAD):
-                found.setdefault(message.to, []).append((message.at, f"mdr2-{position:032x}"))
+                found.setdefault(message.to, []).append((message.at, message.id))
         return found
 
     def reminder_texts(self) -> int:
@@ -406,7 +432,10 @@ class Trial:
         try:
             rows = {
                 r["reminder_id"]: r["status"]
-                for r in await conn.fetch("SELECT reminder_id, status FROM reminders")
+                for r in await conn.fetch(
+                    "SELECT reminder_id, CASE WHEN deleted_at IS NULL THEN status ELSE 'deleted' END AS status"
+                    " FROM reminders"
+                )
             }
         finally:
             await conn.close()
@@ -436,7 +465,8 @@ class Trial:
         for planned in self.accepted.values():
             got = arrivals.get(planned.number, [])
             if not got:
-                out.lost += 1
+                # A reminder told to stop (STOP, DELETE) is not lost for going unsent.
+                out.lost += planned.number not in self.stopped
                 continue
             out.sent += 1
             late = min(at for at, _ in got) - planned.appointment.timestamp()
@@ -470,6 +500,7 @@ class Trial:
             1 for r in rows if workflow_id(r["reminder_id"]) not in workflow_ids
         )
         self.notes["row_statuses"] = dict(Counter(r["status"] for r in rows))
+        out.after_stop = await self.texted_after_stop()
 
         deadline = time.monotonic() + MIRROR_SETTLE
         while True:
@@ -482,6 +513,25 @@ class Trial:
             self.notes["mismatch_kinds"] = dict(Counter(f"{w}!={r}" for w, r in mismatched.values()))
         self.explain()
 
+    async def texted_after_stop(self) -> int:
+        """Reminder texts to a stopped number whose claim began after the service acknowledged the stop."""
+        if not self.stopped:
+            return 0
+        conn = await asyncpg.connect(self.run_info()["database_url"])
+        try:
+            rows = await conn.fetch(
+                "SELECT contact_number, extract(epoch FROM claimed_at) AS claimed FROM messages"
+                " WHERE purpose = 'reminder' AND provider_id IS NOT NULL AND contact_number = ANY($1::text[])",
+                list(self.stopped),
+            )
+        finally:
+            await conn.close()
+        late = [
+            r["contact_number"] for r in rows if float(r["claimed"] or 0) > self.stopped[r["contact_number"]]
+        ]
+        self.notes["texts_to_stopped_numbers"] = len(rows)
+        return len(late)
+
     def explain(self) -> None:
         out, notes = self.outcome, self.notes
         if out.duplicated:
@@ -490,6 +540,10 @@ class Trial:
                 " accepted were never recorded in PostgreSQL: the send was cut off between the provider's"
                 " 202 and complete_send, so the retried activity found no provider id and sent again"
                 " (Flowroute's API takes no idempotency key)"
+            )
+        if out.after_stop:
+            out.why.append(
+                f"{out.after_stop} text(s) claimed after their number's STOP or DELETE was acknowledged"
             )
         if out.lost:
             out.why.append(
@@ -546,7 +600,7 @@ async def api_kill_with_keys(t: Trial) -> None:
     await api_kill(t, idempotency_keys=True)
 
 
-async def postgres_stop(t: Trial) -> None:
+async def postgres_stop(t: Trial, outage: float = PG_OUTAGE) -> None:
     assert t.stack is not None and t.stack.proc is not None
     launcher = t.stack.proc.pid
     await t.create_all()
@@ -559,7 +613,7 @@ async def postgres_stop(t: Trial) -> None:
     try:
         began = time.monotonic()
         await asyncio.to_thread(postgres.stop)
-        await asyncio.sleep(PG_OUTAGE)
+        await asyncio.sleep(outage)
         t.notes["texts_during_outage"] = t.reminder_texts() - t.notes["texts_before_stop"]
         await asyncio.to_thread(postgres.start)
         t.notes["postgres_down_s"] = round(time.monotonic() - began, 1)
@@ -628,12 +682,73 @@ async def power_cut(t: Trial) -> None:
     t.notes["restart_s"] = round(time.monotonic() - began, 1)
 
 
+async def big_burst(t: Trial) -> None:
+    await t.create_all()
+    t.notes["texts_by_due"] = await t.wait_for_texts(1.0, timeout=BIG_LEAD + 120)
+
+
+def _fault_mid_burst(attribute: str) -> Callable[[Trial], Awaitable[None]]:
+    async def run(t: Trial) -> None:
+        await t.create_all()
+        await t.wait_for_texts(1 / 3)
+        with t.fake.lock:
+            setattr(t.fake, attribute, FAULTY_SENDS)
+        t.notes[attribute] = FAULTY_SENDS
+
+    return run
+
+
+async def postgres_long_stop(t: Trial) -> None:
+    await postgres_stop(t, PG_LONG_OUTAGE)
+
+
+async def _stop_just_before_due(
+    t: Trial, stop: Callable[[httpx.AsyncClient, str, Planned], Awaitable[None]]
+) -> None:
+    """Creates, then in the second before each chosen reminder is due tells the service to stop it."""
+    assert t.stack is not None
+    await t.create_all()
+    chosen = sorted(t.accepted.items(), key=lambda item: item[1].appointment)[
+        :: max(1, len(t.accepted) // STOPS)
+    ]
+    chosen = chosen[:STOPS]
+    async with httpx.AsyncClient(base_url=t.stack.url, timeout=10) as http:
+
+        async def one(reminder_id: str, planned: Planned) -> None:
+            await t.sleep_until(planned.appointment - timedelta(seconds=1))
+            await asyncio.sleep((hash(reminder_id) % 1000) / 1000)
+            await stop(http, reminder_id, planned)
+            t.stopped[planned.number] = time.time()
+
+        await asyncio.gather(*(one(r, p) for r, p in chosen))
+    t.notes["stopped"] = len(t.stopped)
+
+
+async def stops_at_notify(t: Trial) -> None:
+    async def stop(http: httpx.AsyncClient, reminder_id: str, planned: Planned) -> None:
+        body = {"to": "18005550100", "from": planned.number, "body": "STOP", "id": f"stop-{reminder_id}"}
+        response = await http.post("/", json=body)
+        response.raise_for_status()
+
+    await _stop_just_before_due(t, stop)
+
+
+async def deletes_at_notify(t: Trial) -> None:
+    async def stop(http: httpx.AsyncClient, reminder_id: str, planned: Planned) -> None:
+        response = await http.delete(f"/reminder/{reminder_id}")
+        response.raise_for_status()
+
+    await _stop_just_before_due(t, stop)
+
+
 @dataclass(frozen=True)
 class Case:
     key: str
     title: str
     run: Callable[[Trial], Awaitable[None]]
     lead: float = LEAD
+    count: int | None = None
+    """Reminders for this case, whatever --count says."""
 
 
 CASES = [
@@ -644,11 +759,18 @@ CASES = [
     Case("d", "Temporal SIGKILL while waiting", temporal_kill),
     Case("e", f"provider 503 {PROVIDER_503_FOR:.0f} s, then 429 {PROVIDER_429_FOR:.0f} s", provider_errors),
     Case("f", "power cut mid-burst, restart", power_cut),
+    Case("g", f"{BIG_BURST} due at once, unpaced", big_burst, lead=BIG_LEAD, count=BIG_BURST),
+    Case("h", f"{FAULTY_SENDS} sends taken, connection cut", _fault_mid_burst("drop_after_accept")),
+    Case("i", f"{FAULTY_SENDS} sends taken, answered 500", _fault_mid_burst("error_after_accept")),
+    Case("j", f"PostgreSQL stopped {PG_LONG_OUTAGE:.0f} s mid-burst", postgres_long_stop),
+    Case("k", f"{STOPS} STOPs in the second before notify", stops_at_notify),
+    Case("l", f"{STOPS} DELETEs in the second before notify", deletes_at_notify),
 ]
 
 
 async def run_case(index: int, case: Case, root: Path, args: argparse.Namespace) -> Outcome:
-    trial = Trial(case.key, case.title, root, args.count, args.grace)
+    count = case.count or args.count
+    trial = Trial(case.key, case.title, root, count, args.grace, args.provider, args.latency)
     began = time.monotonic()
     print(f"[{case.key}] {case.title}: starting a fresh stack", flush=True)
     try:
@@ -708,7 +830,10 @@ async def main_async(args: argparse.Namespace) -> int:
         if not args.keep and not any(o.error for o in outcomes):
             shutil.rmtree(root, ignore_errors=True)
     print()
-    print(f"Faults: {args.count} reminders per case, grace {args.grace:.0f} s")
+    print(
+        f"Faults ({args.provider}, {args.latency * 1000:.0f} ms provider latency):"
+        f" {args.count} reminders per case, grace {args.grace:.0f} s"
+    )
     print(table(outcomes), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"faults-{started:%Y%m%d-%H%M%S}.json"
@@ -717,6 +842,8 @@ async def main_async(args: argparse.Namespace) -> int:
             {
                 "started": started.isoformat(),
                 "count": args.count,
+                "provider": args.provider,
+                "latency_s": args.latency,
                 "grace_s": args.grace,
                 "cases": [asdict(o) | {"on_target": o.on_target} for o in outcomes],
             },
@@ -741,6 +868,8 @@ def main() -> None:
         help="which cases to run, e.g. a,b2,e (default all)",
     )
     parser.add_argument("--keep", action="store_true", help="keep each case's data folder")
+    parser.add_argument("--provider", choices=("flowroute", "twilio"), default="flowroute")
+    parser.add_argument("--latency", type=float, default=0.3, help="seconds the fake takes to answer a send")
     args = parser.parse_args()
     if not 1 <= args.count <= 999_999:
         parser.error("--count must be between 1 and 999999")

@@ -330,8 +330,10 @@ async def create_phase(ctx: Ctx, count: int) -> dict[str, Any]:
 # burst ----------------------------------------------------------------------------------------------
 
 
-async def burst_phase(ctx: Ctx, count: int) -> dict[str, Any]:
-    contacts = ctx.contacts(2, count)
+async def burst_phase(ctx: Ctx, count: int, latency: float = 0.0) -> dict[str, Any]:
+    """`latency`: the fake answers each send that late, as a provider across a network does."""
+    contacts = ctx.contacts(2 if not latency else 6, count)
+    ctx.fake.latency = latency
     # A backlog left from the creates before is set up first, so it lengthens the lead too. Within a
     # time-limited phase the lead is cut to leave the burst some time to drain; whether the worker had
     # set every reminder up by the instant is reported.
@@ -352,7 +354,12 @@ async def burst_phase(ctx: Ctx, count: int) -> dict[str, Any]:
     ctx.say(f"burst: the worker {'had' if ready['settled'] else 'had NOT'} set them all up before T")
     until = max(min(instant + ctx.limits.drain_s, ctx.phase_end), instant + MIN_DRAIN_S)
     found = await ctx.arrivals.wait(contacts, until)
+    ctx.fake.latency = 0.0
     service = lateness_figures(instant, found, len(contacts), min(time.time(), until))
+    # Texts per contact: each of these contacts has one reminder, so a second text is a duplicate.
+    per_contact = ctx.fake.texts_per_contact()
+    service["duplicates"] = sum(1 for c in contacts if per_contact.get(c, 0) > 1)
+    service["provider_latency_s"] = latency
     service.update(
         instant=iso(instant),
         create=created.figures(),

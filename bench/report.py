@@ -51,6 +51,7 @@ class Report:
             ("baseline", _baseline_rows),
             ("create", _create_rows),
             ("burst", _burst_rows),
+            ("burst_slow", _burst_rows),
             ("replies", _replies_rows),
             ("pacing", _pacing_rows),
             ("backlog", _backlog_rows),
@@ -201,22 +202,31 @@ def _late(late: dict[str, Any], censored: bool) -> str:
 
 def _burst_rows(r: dict[str, Any]) -> list[Row]:
     n, service, raw = r["count"], r["service"], r["raw"]
+    latency = service.get("provider_latency_s") or 0
+    section = f"burst +{latency * 1000:.0f} ms" if latency else "burst"
     late = service["lateness_s"]
     censored = service["censored"]
     rows = [
         Row(
-            "burst",
+            section,
             f"{n} due at one instant: created before it",
             f"yes, {service['margin_s']:.0f} s ahead"
             if service["created_before_instant"]
             else f"NO ({-service['margin_s']:.0f} s late)",
         ),
         Row(
-            "burst",
+            section,
             "worker had set them all up before T",
             "yes" if service["set_up_before_instant"] else "no: lateness includes the setup backlog",
         ),
-        Row("burst", "arrived at the fake", f"{service['arrived']}/{service['expected']}"),
+        Row(section, "arrived at the fake", f"{service['arrived']}/{service['expected']}"),
+        Row(
+            section,
+            "contacts texted twice",
+            str(service.get("duplicates", "n/a")),
+            "0",
+            service.get("duplicates") == 0,
+        ),
     ]
     if late.get("n"):
         text = _late(late, censored)
@@ -225,7 +235,7 @@ def _burst_rows(r: dict[str, Any]) -> list[Row]:
         if n <= 1000:
             rows.append(
                 Row(
-                    "burst",
+                    section,
                     "lateness (arrival at the fake - T)",
                     text,
                     "p99 < 5 s",
@@ -233,7 +243,7 @@ def _burst_rows(r: dict[str, Any]) -> list[Row]:
                 )
             )
         else:
-            rows.append(Row("burst", "lateness (arrival at the fake - T)", text))
+            rows.append(Row(section, "lateness (arrival at the fake - T)", text))
     drain = (
         _s(service["drain_s"])
         if not censored
@@ -242,31 +252,31 @@ def _burst_rows(r: dict[str, Any]) -> list[Row]:
     drain_ok = not censored and service["drain_s"] is not None and service["drain_s"] <= 30
     rows.append(
         Row(
-            "burst",
+            section,
             "drain (last arrival - T)",
             drain,
             "all within 30 s" if n > 1000 else "",
             drain_ok if n > 1000 else None,
         )
     )
-    if not raw:
-        rows.append(Row("burst", "raw Temporal (baseline)", "n/a"))
+    if not raw or latency:
+        rows.append(Row(section, "raw Temporal (baseline)", "n/a"))
         return rows
     raw_late = raw["lateness_s"]
     rows.append(
         Row(
-            "burst",
+            section,
             "raw Temporal: lateness",
             _late(raw_late, raw["censored"]) if raw_late.get("n") else "n/a",
         )
     )
     raw_drain = _s(raw["drain_s"]) if not raw["censored"] else f"> {_s(raw['drain_s'])}"
-    rows.append(Row("burst", "raw Temporal: drain", f"{raw_drain} ({raw['arrived']}/{raw['expected']})"))
+    rows.append(Row(section, "raw Temporal: drain", f"{raw_drain} ({raw['arrived']}/{raw['expected']})"))
     ratio = r.get("drain_ratio")
     # A drain cut short is a lower bound: on top of the ratio it makes it a lower or an upper bound.
     bound = {(True, False): ">= ", (False, True): "<= ", (False, False): ""}.get((censored, raw["censored"]))
     shown = "n/a" if ratio is None or bound is None else f"{bound}{ratio:.2f}"
-    rows.append(Row("burst", "drain ratio service / raw", shown))
+    rows.append(Row(section, "drain ratio service / raw", shown))
     return rows
 
 

@@ -83,6 +83,8 @@ class FakeProvider:
     number_rate: float | None = None
     """Twilio: segments a second each number's queue sends at."""
     callback_delay: float = 0.2
+    receipts: bool = True
+    """Whether a send's callback URL gets its delivery receipt."""
     twilio_token: str = ""
     attempts: int = 0
     refused_429: int = 0
@@ -193,7 +195,7 @@ class FakeProvider:
                 self.error_after_accept -= 1
                 return 500, message, "error"
         callback = message.body.get("dlr_callback") or message.body.get("StatusCallback")
-        if callback:
+        if callback and self.receipts:
             threading.Timer(self.callback_delay, self._post_receipt, (message, str(callback))).start()
         return None, message, after
 

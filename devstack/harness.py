@@ -76,6 +76,9 @@ class Stack:
         )
         if "METRICS_PORT" in self.env:
             self.env["METRICS_PORT"] = str(free_port())
+        if "PUBLIC_URL" in self.env:
+            # Callbacks (delivery receipts) reach this stack's API, wherever its port landed.
+            self.env["PUBLIC_URL"] = self.url
 
     @property
     def url(self) -> str:
