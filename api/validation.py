@@ -190,7 +190,7 @@ class QuietHours:
 
     @classmethod
     def parse(cls, text: str | None) -> QuietHours | None:
-        if not text:
+        if not text or text.strip().lower() == "off":
             return None
         match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
         if not match:

@@ -117,7 +117,7 @@ class Outcome:
     @property
     def on_target(self) -> bool:
         clean = self.lost == 0 and self.duplicated == 0 and self.after_stop == 0 and self.mismatches == 0
-        return self.error is None and clean
+        return self.error is None and self.accepted > 0 and clean
 
 
 async def until(check: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
@@ -295,9 +295,9 @@ class Trial:
         base = datetime.now(UTC) + timedelta(seconds=lead)
         self.plan = [
             Planned(
-                number=f"1555{index}{i:06d}",
+                number=f"1{index:03d}{i:07d}",
                 body={
-                    "contact_number": f"1555{index}{i:06d}",
+                    "contact_number": f"1{index:03d}{i:07d}",
                     "appointment_time": iso(base + timedelta(seconds=SPREAD * i / self.count)),
                     "notify_window": 0,
                     "location": f"Room {i}",
