@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rules.schedule import QuietHours
+
 DEFAULT_REMINDER = (
     "[{org}]\nYou have an appointment on {when}{context}. Please reply 'Yes' to confirm, or 'No' to cancel."
 )
@@ -81,6 +83,8 @@ class Settings(BaseSettings):
     worker_cache_size: int = 10000
     worker_activity_slots: int = 10000
     worker_sandbox: bool = True
+    worker_ready_file: Path | None = None
+    """Written with the worker's pid once it polls (the launcher waits for it)."""
     log_format: str = "text"
     log_level: str = "INFO"
     metrics_port: int | None = None
@@ -105,6 +109,16 @@ class Settings(BaseSettings):
         if self.sms_provider:
             return self.sms_provider.lower()
         return "flowroute" if self.flowroute_access_key else "console"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_readable(cls, value: str | None) -> str | None:
+        QuietHours.parse(value)  # a bad value stops the start, naming the setting
+        return value
+
+    @property
+    def quiet(self) -> QuietHours | None:
+        return QuietHours.parse(self.quiet_hours)
 
     @field_validator("send_doubt_settle")
     @classmethod

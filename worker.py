@@ -113,8 +113,7 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        ready = os.environ.get("WORKER_READY_FILE")
-        await run_worker(settings, stop, Path(ready) if ready else None)
+        await run_worker(settings, stop, settings.worker_ready_file)
 
     # libuv's event loop: the activities' HTTP and PostgreSQL traffic costs less CPU on it.
     uvloop.run(_main())

@@ -20,7 +20,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.providers import Provider, ProviderError
 from activities.texts import Texts
-from db.store import DATABASE_ERRORS, Claim, Store
+from db.messages import Claim
+from db.store import DATABASE_ERRORS, Store
 from workflows.models import (
     MARK_DELETED,
     MIRROR_STATE,

@@ -5,19 +5,19 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from arrow.locales import get_locale
 
+from rules.schedule import USER_DT_FORMAT, QuietHours, notify_times, reminder_zone
 from workflows.models import WORKFLOW_VERSION, ReminderInput, Reschedule
 
 MAX_NOTIFY_WINDOW = 8760
 MAX_NOTIFY_WINDOWS = 5
 MAX_LOCATION = 128
 MAX_PARTICIPANT = 256
-USER_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 # The workflow computes a little past the appointment (its send grace, quiet hours' next day); an
 # appointment in Python's last year of dates would overflow there and wedge its workflow for good.
 LATEST_APPOINTMENT = datetime(9999, 1, 1, tzinfo=UTC)
@@ -179,62 +179,6 @@ def parse_language(value: Any) -> str | None:
     except (ValueError, KeyError) as err:
         raise InvalidInput("language", f"{value!r} is not a locale arrow knows") from err
     return value.lower()
-
-
-@dataclass(frozen=True)
-class QuietHours:
-    """A daily window in the reminder's own zone in which no reminder is sent, e.g. 21:00-08:00."""
-
-    start: time
-    end: time
-
-    @classmethod
-    def parse(cls, text: str | None) -> QuietHours | None:
-        if not text or text.strip().lower() == "off":
-            return None
-        match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
-        if not match:
-            raise ValueError(f"QUIET_HOURS must look like 21:00-08:00, not {text!r}")
-        h1, m1, h2, m2 = (int(g) for g in match.groups())
-        return cls(time(h1, m1), time(h2, m2))
-
-    def contains(self, local: time) -> bool:
-        if self.start <= self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-    def adjust(self, notify: datetime, appointment: datetime, zone: tzinfo) -> datetime:
-        """A notify time inside the window moves to the window's end if that is still before the
-        appointment, else to the window's start."""
-        local = notify.astimezone(zone)
-        if not self.contains(local.timetz().replace(tzinfo=None)):
-            return notify
-        end = datetime.combine(local.date(), self.end, zone)
-        if end <= local:
-            end += timedelta(days=1)
-        if end.astimezone(UTC) < appointment:
-            return end.astimezone(UTC)
-        start = datetime.combine(local.date(), self.start, zone)
-        if start > local:
-            start -= timedelta(days=1)
-        return start.astimezone(UTC)
-
-
-def reminder_zone(timezone_name: str | None, appointment: datetime, appt_user_dt: str) -> tzinfo:
-    """The zone the client lives in: its IANA zone, or the fixed offset its appointment time carried."""
-    if timezone_name:
-        return ZoneInfo(timezone_name)
-    wall = datetime.strptime(appt_user_dt, USER_DT_FORMAT)
-    return timezone(wall - appointment.replace(tzinfo=None))
-
-
-def notify_times(
-    appointment: datetime, windows: list[int], zone: tzinfo, quiet: QuietHours | None
-) -> list[datetime]:
-    times = {appointment - timedelta(hours=h) for h in windows}
-    if quiet is not None:
-        times = {quiet.adjust(t, appointment, zone) for t in times}
-    return sorted(times)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,13 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.activities import (
+        MIRROR_RETRY,
+        MIRROR_TIMEOUT,
+        SEND_HEARTBEAT,
+        SEND_RETRY,
+        SEND_START_TO_CLOSE,
+    )
     from workflows.models import (
         OPEN_REMINDERS,
         SEND_MESSAGE,
@@ -19,13 +26,7 @@ with workflow.unsafe.imports_passed_through():
         SendResult,
         workflow_id,
     )
-    from workflows.reminder import (
-        MIRROR_RETRY,
-        MIRROR_TIMEOUT,
-        SEND_RETRY,
-        SEND_START_TO_CLOSE,
-        ReminderWorkflow,
-    )
+    from workflows.reminder import ReminderWorkflow
 
 
 @workflow.defn
@@ -61,7 +62,7 @@ class KeywordWorkflow:
             ),
             result_type=SendResult,
             start_to_close_timeout=SEND_START_TO_CLOSE,
-            heartbeat_timeout=timedelta(seconds=15),
+            heartbeat_timeout=SEND_HEARTBEAT,
             schedule_to_close_timeout=timedelta(hours=1),
             retry_policy=SEND_RETRY,
         )

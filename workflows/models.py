@@ -6,7 +6,7 @@ attributes: every layer imports this module, and workflows import nothing else o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -148,6 +148,46 @@ def initial_state(inp: ReminderInput) -> ReminderState:
         language=inp.language,
         notify_windows=list(inp.notify_windows),
         contact_search=inp.contact_search,
+    )
+
+
+def next_prompt(
+    state: ReminderState, index: int, now: datetime, late_grace: timedelta
+) -> tuple[int, datetime | None]:
+    """The reminder's next prompt to send: its index and time, or None when none is due any more. Of several
+    notify times already past only the latest is sent; an answer ends the prompts."""
+    if state.will_attend is not None:
+        return index, None
+    times = state.notify_times
+    while index + 1 < len(times) and times[index + 1] <= now:
+        index += 1
+    if index >= len(times):
+        return index, None
+    due = times[index]
+    if now >= state.appointment + late_grace or (now >= state.appointment and due < state.appointment):
+        return index, None
+    return index, due
+
+
+def rescheduled(state: ReminderState, change: Reschedule) -> ReminderState:
+    """The state after a reschedule: the new details, the answer reset, a new schedule generation."""
+    return replace(
+        state,
+        appointment=change.appointment,
+        appt_user_dt=change.appt_user_dt,
+        timezone=change.timezone,
+        location=change.location,
+        participant=change.participant,
+        language=change.language,
+        notify_times=sorted(set(change.notify_at)),
+        notify_windows=list(change.notify_windows),
+        status=Status.SCHEDULED,
+        reminder_sent=False,
+        will_attend=None,
+        confirm_sent=False,
+        sent_at=None,
+        wanted_send=None,
+        generation=state.generation + 1,
     )
 
 

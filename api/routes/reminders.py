@@ -36,7 +36,7 @@ from api.schemas import (
     Reminder,
     ReminderList,
 )
-from api.validation import InvalidInput, QuietHours, parse_change, parse_new_reminder
+from api.validation import InvalidInput, parse_change, parse_new_reminder
 from stack.codec import contact_search_value
 from workflows.models import ReminderInput, Status, initial_state, workflow_id
 from workflows.reminder import ReminderWorkflow
@@ -124,7 +124,7 @@ async def create_reminder(
     ),
 ) -> dict[str, str]:
     body = await read_json(request)
-    new = parse_new_reminder(body, datetime.now(UTC), QuietHours.parse(settings.quiet_hours))
+    new = parse_new_reminder(body, datetime.now(UTC), settings.quiet)
     request_hash = None
     reminder_id = None
     if idempotency_key is not None:
@@ -247,9 +247,7 @@ async def change_reminder(
 ) -> dict[str, Any]:
     """Reschedules or edits a reminder that is still open; absent fields keep their value."""
     current = await _existing(store, reminder_id)
-    change = parse_change(
-        await read_json(request), current, datetime.now(UTC), QuietHours.parse(settings.quiet_hours)
-    )
+    change = parse_change(await read_json(request), current, datetime.now(UTC), settings.quiet)
     handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
         state = await handle.execute_update(ReminderWorkflow.reschedule, change)

@@ -223,7 +223,10 @@ def test_twilio_taken_then_cut_is_found_and_its_status_recorded(twilio: Stack, t
     twilio_fake.receipts = True
     # The status callback still works for the next send.
     reminder_id = create(
-        twilio, contact_number=number, appointment_time=iso(appointment_in(timedelta(minutes=40))), notify_window=1
+        twilio,
+        contact_number=number,
+        appointment_time=iso(appointment_in(timedelta(minutes=40))),
+        notify_window=1,
     )
     taken = twilio_fake.wait_for(number, 2)
     sent = wait_until(

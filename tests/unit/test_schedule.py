@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.validation import InvalidInput, QuietHours, notify_times, parse_change, reminder_zone
+from api.validation import InvalidInput, parse_change
+from rules.schedule import QuietHours, notify_times, reminder_zone
 
 NY = ZoneInfo("America/New_York")
 QUIET = QuietHours.parse("21:00-08:00")

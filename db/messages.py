@@ -1,0 +1,267 @@
+"""The PostgreSQL side of every message: consent, pacing, the send fence, what was sent and received, and
+delivery receipts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from db.state import STATE_ARGS, UPSERT_STATE, state_args
+from workflows.models import ReminderState
+
+# The send fence, one round trip right before the provider is called: is the number opted out, does an armed
+# reminder still want this very send (the mirror's wanted_send is its key, and it is not deleted), has
+# this send been made before; and if it may go, the claim "attempt A calls the provider now". A claim is
+# taken when there is none, when the one there was released (the provider surely did not take it), or
+# when it is the doubtful claim ($11, $12) the caller has looked up at the provider and not found.
+# A STOP or a DELETE committed before this statement is seen by it; one after it is "after the text".
+# The `prior` SELECT sees the table as it was before the INSERT.
+_CLAIM_SEND = """
+WITH gate AS (
+    SELECT
+        $7::boolean AND coalesce(
+            (SELECT opted_out FROM opt_outs WHERE contact_number = $2), false) AS opted_out,
+        $8::boolean AND NOT EXISTS (
+            SELECT 1 FROM reminders WHERE reminder_id = $1 AND deleted_at IS NULL AND wanted_send = $6
+        ) AS withdrawn
+), prior AS (
+    SELECT provider_id, attempt, claimed_at FROM messages WHERE send_key = $6
+), claim AS (
+    INSERT INTO messages (reminder_id, contact_number, direction, purpose, body, provider, send_key, sender,
+                          attempt, claimed_at)
+    SELECT $1, $2, 'outbound', $3, $4, $5, $6, $9, $10, clock_timestamp()
+    FROM gate WHERE NOT opted_out AND NOT withdrawn
+    ON CONFLICT (send_key) DO UPDATE SET
+        attempt = EXCLUDED.attempt, claimed_at = EXCLUDED.claimed_at, body = EXCLUDED.body,
+        sender = EXCLUDED.sender, resent = messages.resent + (messages.claimed_at IS NOT NULL)::integer
+    WHERE messages.provider_id IS NULL
+      AND (messages.claimed_at IS NULL OR (messages.attempt = $11 AND messages.claimed_at = $12))
+    RETURNING 1
+)
+SELECT gate.opted_out, gate.withdrawn, prior.provider_id AS sent_as, prior.attempt AS held_by,
+       prior.claimed_at AS held_since, EXISTS (SELECT 1 FROM claim) AS claimed, clock_timestamp() AS now
+FROM gate LEFT JOIN prior ON true
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a send found at the fence, right before calling the provider."""
+
+    opted_out: bool
+    withdrawn: bool
+    claimed: bool
+    """This attempt holds the claim: it may call the provider."""
+    sent_as: str | None
+    """The provider id of this very send, made before (a retry): it must not go out again."""
+    held_by: str | None
+    held_since: datetime | None
+    """Another attempt's claim with no provider id: live while young, in doubt once older."""
+    now: datetime
+
+
+class MessageRows:
+    pool: asyncpg.Pool
+
+    # Opt-outs
+
+    async def set_consent(
+        self,
+        contact_number: str,
+        opted_out: bool,
+        *,
+        at: datetime,
+        source: str,
+        message_id: str | None = None,
+        note: str | None = None,
+    ) -> bool:
+        """Records an opt-out or opt-in made at `at` (the provider's time where it gives one). An older change
+        arriving late does not undo a newer one; at the same instant a STOP wins. True when it took effect."""
+        status = await self.pool.execute(
+            "INSERT INTO opt_outs (contact_number, opted_out, changed_at, source, message_id, note)"
+            " VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (contact_number) DO UPDATE SET opted_out = EXCLUDED.opted_out,"
+            " changed_at = EXCLUDED.changed_at, source = EXCLUDED.source, message_id = EXCLUDED.message_id,"
+            " note = EXCLUDED.note, updated_at = now()"
+            " WHERE opt_outs.changed_at < EXCLUDED.changed_at"
+            " OR (opt_outs.changed_at = EXCLUDED.changed_at AND EXCLUDED.opted_out AND NOT opt_outs.opted_out)",
+            contact_number,
+            opted_out,
+            at,
+            source,
+            message_id,
+            note,
+        )
+        return status.endswith(" 1")
+
+    # Pacing
+
+    async def reserve_send_slot(self, sender: str, interval: float, max_wait: float) -> float | None:
+        """Takes the sender's next send slot, `interval` seconds after the one before; answers how long to
+        wait for it, or None (nothing taken) when it is further away than `max_wait`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO send_pacing (sender, next_slot) VALUES ($1, '-infinity') ON CONFLICT DO NOTHING",
+                sender,
+            )
+            row = await conn.fetchrow(
+                "SELECT greatest(next_slot, clock_timestamp()) AS slot, clock_timestamp() AS now"
+                " FROM send_pacing WHERE sender = $1 FOR UPDATE",
+                sender,
+            )
+            assert row is not None
+            wait = (row["slot"] - row["now"]).total_seconds()
+            if wait > max_wait:
+                return None
+            await conn.execute(
+                "UPDATE send_pacing SET next_slot = $2::timestamptz + make_interval(secs => $3::float8) WHERE sender = $1",
+                sender,
+                row["slot"],
+                interval,
+            )
+            return wait
+
+    # Messages
+
+    async def claim_send(
+        self,
+        *,
+        key: str,
+        reminder_id: str | None,
+        contact_number: str,
+        purpose: str,
+        body: str,
+        provider: str,
+        sender: str,
+        attempt: str,
+        check_opt_out: bool,
+        armed: bool,
+        take_over: tuple[str, datetime] | None = None,
+    ) -> Claim:
+        row = await self.pool.fetchrow(
+            _CLAIM_SEND,
+            reminder_id,
+            contact_number,
+            purpose,
+            body,
+            provider,
+            key,
+            check_opt_out,
+            armed,
+            sender,
+            attempt,
+            take_over[0] if take_over else None,
+            take_over[1] if take_over else None,
+        )
+        assert row is not None
+        return Claim(
+            opted_out=row["opted_out"],
+            withdrawn=row["withdrawn"],
+            claimed=row["claimed"],
+            sent_as=row["sent_as"],
+            held_by=row["held_by"],
+            held_since=row["held_since"],
+            now=row["now"],
+        )
+
+    async def release_claim(self, key: str, attempt: str) -> None:
+        """The provider surely did not take this attempt's message: the next attempt claims it freely."""
+        await self.pool.execute(
+            "UPDATE messages SET claimed_at = NULL WHERE send_key = $1 AND attempt = $2 AND provider_id IS NULL",
+            key,
+            attempt,
+        )
+
+    async def sent_as(self, key: str) -> str | None:
+        return await self.pool.fetchval("SELECT provider_id FROM messages WHERE send_key = $1", key)
+
+    async def recorded_ids(self, provider: str, provider_ids: list[str]) -> set[str]:
+        """Which of these provider ids some send has recorded already."""
+        rows = await self.pool.fetch(
+            "SELECT provider_id FROM messages WHERE provider = $1 AND direction = 'outbound'"
+            " AND provider_id = ANY($2::text[])",
+            provider,
+            provider_ids,
+        )
+        return {r["provider_id"] for r in rows}
+
+    async def complete_send(
+        self, key: str, provider_id: str, mirror: ReminderState | None = None, recorded_by: str = "answer"
+    ) -> None:
+        """The provider has the message: its id (with any receipt that came first), and the state it leads
+        to, in one statement. The first id recorded for a send key stays."""
+        n = STATE_ARGS if mirror is not None else 0
+        record = (
+            f"UPDATE messages SET provider_id = ${n + 2}, at = now(), recorded_by = ${n + 3},"
+            f" delivery_status = coalesce(messages.delivery_status,"
+            f" (SELECT delivery_status FROM delivery_receipts WHERE provider_id = ${n + 2}))"
+            f" WHERE send_key = ${n + 1} AND provider_id IS NULL"
+        )
+        if mirror is None:
+            await self.pool.execute(record, key, provider_id, recorded_by)
+            return
+        await self.pool.execute(
+            f"WITH sent AS ({record}) {UPSERT_STATE}", *state_args(mirror), key, provider_id, recorded_by
+        )
+
+    async def record_inbound(
+        self, *, provider: str, provider_id: str, contact_number: str, body: str, reminder_id: str | None
+    ) -> tuple[bool, str | None]:
+        """Stores a received text once per provider message. Answers whether this call stored it, and the
+        reminder it belongs to: a webhook delivered again goes to the reminder the first delivery went to."""
+        row = await self.pool.fetchrow(
+            "INSERT INTO messages (reminder_id, contact_number, direction, body, provider, provider_id)"
+            " VALUES ($1, $2, 'inbound', $3, $4, $5)"
+            " ON CONFLICT (provider, provider_id) WHERE direction = 'inbound'"
+            " DO UPDATE SET provider = EXCLUDED.provider"
+            " RETURNING reminder_id, (xmax = 0) AS inserted",
+            reminder_id,
+            contact_number,
+            body,
+            provider,
+            provider_id,
+        )
+        assert row is not None
+        return row["inserted"], row["reminder_id"]
+
+    async def record_delivery(
+        self, provider_id: str, delivery_status: str, send_key: str | None = None
+    ) -> bool:
+        """A delivery receipt. With our send key (from the callback URL) it also fills in a provider id the
+        send could not record; for an id not known yet it is kept and taken in when the id is recorded."""
+        async with self.pool.acquire() as conn:
+            if send_key is not None:
+                status = await conn.execute(
+                    "UPDATE messages SET provider_id = coalesce(provider_id, $1),"
+                    " recorded_by = coalesce(recorded_by, 'receipt'), delivery_status = $2, delivery_at = now()"
+                    " WHERE send_key = $3 AND direction = 'outbound' AND (provider_id IS NULL OR provider_id = $1)",
+                    provider_id,
+                    delivery_status,
+                    send_key,
+                )
+                if not status.endswith(" 0"):
+                    return True
+            status = await conn.execute(
+                "UPDATE messages SET delivery_status = $2, delivery_at = now()"
+                " WHERE provider_id = $1 AND direction = 'outbound'",
+                provider_id,
+                delivery_status,
+            )
+            if not status.endswith(" 0"):
+                return True
+            await conn.execute(
+                "INSERT INTO delivery_receipts (provider_id, delivery_status) VALUES ($1, $2)"
+                " ON CONFLICT (provider_id) DO UPDATE SET delivery_status = EXCLUDED.delivery_status, at = now()",
+                provider_id,
+                delivery_status,
+            )
+            return False
+
+    async def messages(self, reminder_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM messages WHERE reminder_id = $1 AND (direction = 'inbound' OR provider_id IS NOT NULL)"
+            " ORDER BY at, id",
+            reminder_id,
+        )
