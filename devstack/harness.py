@@ -21,7 +21,7 @@ from devstack.fakes import FakeProvider, Received
 
 __all__ = ["FakeProvider", "Received", "Stack", "flowroute_env", "twilio_env", "new_number", "wait_until"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def flowroute_env(fake: FakeProvider, **extra: str) -> dict[str, str]:
