@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         SEND_MESSAGE,
         KeywordInput,
         OpenReminders,
+        OptOut,
         Purpose,
         SendRequest,
         SendResult,
@@ -49,9 +50,13 @@ class KeywordWorkflow:
                     ReminderWorkflow.run, workflow_id(reminder_id)
                 )
                 try:
-                    await handle.signal(ReminderWorkflow.opt_out)
+                    await handle.signal(
+                        ReminderWorkflow.opt_out, OptOut(declines=reminder_id == inp.declines)
+                    )
                 except Exception as err:  # noqa: BLE001 - a reminder that already ended needs nothing
                     workflow.logger.info("reminder %s not signalled: %s", reminder_id, err)
+        if not inp.answer:
+            return
         await workflow.execute_activity(
             SEND_MESSAGE,
             SendRequest(

@@ -256,6 +256,16 @@ class KeywordInput:
     keyword: str
     """One of `opt_out`, `opt_in`, `help`."""
     message_id: str
+    answer: bool = True
+    """Whether the contact gets the keyword's answer (a staff opt-out sends none)."""
+    declines: str | None = None
+    """A bare CANCEL: the reminder waiting for this contact's answer, marked declined as well."""
+
+
+@dataclass
+class OptOut:
+    declines: bool = False
+    """The opt-out was a bare CANCEL to this reminder: it is declined too, so the slot shows free."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         CLOSED_STATUSES,
         Answer,
         CarriedState,
+        OptOut,
         Purpose,
         ReminderInput,
         ReminderState,
@@ -55,6 +56,7 @@ class ReminderWorkflow:
         self._changed = False
         self._inbox: list[Reply] = []
         self._opted_out = False
+        self._declined = False
         self._armed: Armed | None = None
         self._timer = Timer()
 
@@ -91,8 +93,9 @@ class ReminderWorkflow:
         del self._inbox[:-INBOX_LIMIT]
 
     @workflow.signal
-    def opt_out(self) -> None:
+    def opt_out(self, change: OptOut) -> None:
         self._opted_out = True
+        self._declined = self._declined or change.declines
 
     @workflow.query
     def status(self) -> ReminderState:
@@ -130,14 +133,17 @@ class ReminderWorkflow:
         state = self._state
         if self._opted_out:
             self._stand_down()
-            self._finish(Status.OPTED_OUT)
+            if self._declined:
+                state.will_attend = False
+            self._finish(Status.DECLINED if self._declined else Status.OPTED_OUT)
             return True
         if state.status in (Status.FAILED, Status.OPTED_OUT):
             return True
         now = workflow.now()
         due = None
         if self._armed is None:
-            due = self._due_prompt(now)
+            # Of several notify times already past only the latest is sent.
+            self._next_prompt, due = next_prompt(state, self._next_prompt, now, LATE_SEND_GRACE)
             if due is not None and due - now <= ARM_AHEAD:
                 self._arm(due)
                 due = None
@@ -159,11 +165,6 @@ class ReminderWorkflow:
             )
         )
         return False
-
-    def _due_prompt(self, now: datetime) -> datetime | None:
-        """The next reminder to send; of several already past, only the latest is sent."""
-        self._next_prompt, due = next_prompt(self._state, self._next_prompt, now, LATE_SEND_GRACE)
-        return due
 
     def _arm(self, due: datetime) -> None:
         """Dispatches the due reminder now; its activity writes that the reminder wants it, holds until

@@ -32,6 +32,7 @@ from workflows.models import (
     WORKFLOW_VERSION,
     Answer,
     OpenReminders,
+    OptOut,
     Purpose,
     ReminderInput,
     ReminderState,
@@ -240,7 +241,7 @@ async def test_no_answer_ends_with_no_response(workflow_env, worker, fakes):
 async def test_opt_out_before_notify_sends_nothing(workflow_env, worker, fakes):
     inp = reminder(timedelta(hours=1, seconds=3), [1])
     handle = await start(workflow_env, worker, inp)
-    await handle.signal(ReminderWorkflow.opt_out)
+    await handle.signal(ReminderWorkflow.opt_out, OptOut())
     result = await asyncio.wait_for(handle.result(), timeout=10)
     assert result.status == Status.OPTED_OUT
     await asyncio.sleep(3.5)
@@ -358,7 +359,7 @@ async def test_invalid_reschedule_changes_nothing(workflow_env, worker, fakes):
 async def test_closed_reminder_refuses_reschedule(workflow_env, worker, fakes):
     inp = reminder(timedelta(hours=1, seconds=3), [1])
     handle = await start(workflow_env, worker, inp)
-    await handle.signal(ReminderWorkflow.opt_out)
+    await handle.signal(ReminderWorkflow.opt_out, OptOut())
     await asyncio.wait_for(handle.result(), timeout=10)
     future = datetime.now(UTC) + timedelta(hours=3)
     with pytest.raises((WorkflowUpdateFailedError, RPCError)):
@@ -447,3 +448,13 @@ async def test_armed_send_waits_out_the_appointment_edge(workflow_env, worker, f
     result = await asyncio.wait_for(handle.result(), timeout=15)
     assert fakes.purposes() == [Purpose.REMINDER]
     assert result.reminder_sent and result.status == Status.NO_RESPONSE
+
+
+async def test_a_bare_cancel_opts_out_and_declines(workflow_env, worker, fakes):
+    inp = reminder(timedelta(minutes=30), [1])
+    handle = await start(workflow_env, worker, inp)
+    await eventually(lambda: len(fakes.sent) == 1)
+    await handle.signal(ReminderWorkflow.opt_out, OptOut(declines=True))
+    result = await asyncio.wait_for(handle.result(), timeout=10)
+    assert (result.status, result.will_attend) == (Status.DECLINED, False)
+    assert fakes.purposes() == [Purpose.REMINDER], "the number opted out: no cancellation text"
