@@ -13,7 +13,7 @@ from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
 from api.metrics import router as metrics_router
-from api.routes import health, reminders, webhooks
+from api.routes import health, opt_outs, reminders, webhooks
 from settings import Settings, get_settings
 from stack.logs import setup_logging
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(reminders.router)
+    app.include_router(opt_outs.router)
     app.include_router(webhooks.router)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -9,7 +10,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from arrow.locales import get_locale
+from fastapi import Request
 
 from rules.schedule import USER_DT_FORMAT, QuietHours, notify_times, reminder_zone
 from workflows.models import WORKFLOW_VERSION, ReminderInput, Reschedule
@@ -41,10 +44,21 @@ def parse_contact_number(value: Any, field: str = "contact_number") -> str:
         digits = text[1:]
         if not _DIGITS.match(digits) or not 8 <= len(digits) <= 15 or digits.startswith("0"):
             raise InvalidInput(field, "must be E.164: '+' and 8 to 15 digits")
-        return digits
+        return _possible(digits, field)
     if not _DIGITS.match(text) or len(text) != 11 or not text.startswith("1"):
         raise InvalidInput(field, "must be 11 digits in the form 1XXXXXXXXXX, or E.164 such as +442071234567")
-    return text
+    return _possible(text, field)
+
+
+def _possible(digits: str, field: str) -> str:
+    # Possible, not valid: phonenumbers' validity data refuses the README's own 12223334444.
+    try:
+        number = phonenumbers.parse(f"+{digits}")
+    except phonenumbers.NumberParseException as err:
+        raise InvalidInput(field, f"is not a phone number ({err})") from err
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidInput(field, "is not a possible phone number for its country code")
+    return digits
 
 
 def _parse_offset(text: str) -> timezone:
@@ -292,3 +306,11 @@ def parse_change(body: Any, current: Any, now: datetime, quiet: QuietHours | Non
         ),
         language=parse_language(body.get("language")) if "language" in body else current["language"],
     )
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as err:
+        raise InvalidInput("body", "must be a JSON object (UTF-8)") from err

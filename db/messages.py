@@ -98,6 +98,18 @@ class MessageRows:
 
     # Pacing
 
+    async def opt_out(self, contact_number: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM opt_outs WHERE contact_number = $1", contact_number)
+
+    async def list_opt_outs(self, *, limit: int, after: str | None = None) -> list[asyncpg.Record]:
+        """The numbers opted out now, by number."""
+        return await self.pool.fetch(
+            "SELECT * FROM opt_outs WHERE opted_out AND ($1::text IS NULL OR contact_number > $1)"
+            " ORDER BY contact_number LIMIT $2",
+            after,
+            limit,
+        )
+
     async def reserve_send_slot(self, sender: str, interval: float, max_wait: float) -> float | None:
         """Takes the sender's next send slot, `interval` seconds after the one before; answers how long to
         wait for it, or None (nothing taken) when it is further away than `max_wait`."""

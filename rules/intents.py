@@ -90,6 +90,10 @@ def keyword_of(body: str) -> Intent | None:
     return None
 
 
+def is_bare_cancel(body: str) -> bool:
+    return _SPACES.sub(" ", _NOT_ALNUM.sub(" ", body.upper())).strip() == "CANCEL"
+
+
 def _plain(body: str) -> str:
     text = unicodedata.normalize("NFC", body).lower().replace("’", "'")
     return _SPACES.sub(" ", _PUNCTUATION.sub(" ", text)).strip()

@@ -36,7 +36,7 @@ from api.schemas import (
     Reminder,
     ReminderList,
 )
-from api.validation import InvalidInput, parse_change, parse_new_reminder
+from api.validation import InvalidInput, parse_change, parse_new_reminder, read_json
 from stack.codec import contact_search_value
 from workflows.models import ReminderInput, Status, initial_state, workflow_id
 from workflows.reminder import ReminderWorkflow
@@ -104,14 +104,6 @@ def search_attributes_of(inp: ReminderInput) -> TypedSearchAttributes:
             SearchAttributePair(NOTIFY_TIME, inp.notify_times()[0]),
         ]
     )
-
-
-async def read_json(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as err:
-        raise InvalidInput("body", "must be a JSON object (UTF-8)") from err
 
 
 @router.post("", response_model=CreatedReminder, openapi_extra=CREATE_REMINDER_BODY)

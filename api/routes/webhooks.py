@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import logging
 import uuid
@@ -12,20 +10,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
+from twilio.request_validator import RequestValidator
 
 from api.deps import Services, ServicesDep, SettingsDep
 from api.errors import ApiError
 from api.metrics import INBOUND
-from api.routes.reminders import read_json
-from api.validation import InvalidInput, clean_text, parse_contact_number
+from api.routes.opt_outs import apply_consent, start_keyword
+from api.validation import InvalidInput, clean_text, parse_contact_number, read_json
 from db.store import Store
-from rules.intents import KEYWORDS, Intent, classify
+from rules.intents import KEYWORDS, Intent, classify, is_bare_cancel, keyword_of
 from settings import Settings
-from workflows.keyword import KeywordWorkflow
-from workflows.models import KEYWORD_WORKFLOW_ID_PREFIX, Answer, KeywordInput, Reply, workflow_id
+from workflows.models import Answer, KeywordInput, Reply, workflow_id
 from workflows.reminder import ReminderWorkflow
 
 log = logging.getLogger("reminders.webhooks")
@@ -99,26 +95,26 @@ async def _route_inbound(
         await store.record_inbound(
             provider=provider, provider_id=provider_id, contact_number=sender, body=body, reminder_id=None
         )
-        if intent in (Intent.OPT_OUT, Intent.OPT_IN):
-            # Written before the provider hears 200 (PostgreSQL down: 503, and the provider delivers it
-            # again), so the next send's fence sees it; ordered by the message's own time.
-            await store.set_consent(
-                sender, intent == Intent.OPT_OUT, at=at, source="keyword", message_id=message_id
-            )
-        try:
-            # One workflow per provider message: a webhook delivered again has no further effect.
-            await temporal.start_workflow(
-                KeywordWorkflow.run,
-                KeywordInput(contact_number=sender, keyword=intent.value, message_id=message_id),
-                id=f"{KEYWORD_WORKFLOW_ID_PREFIX}{provider}-{provider_id}",
-                task_queue=settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                static_summary=f"{intent.value} from {sender}",
-            )
-        except WorkflowAlreadyStartedError:
-            return "duplicate"
-        return intent.value
+        if intent == Intent.HELP:
+            inp = KeywordInput(contact_number=sender, keyword=intent.value, message_id=message_id)
+            return intent.value if await start_keyword(temporal, settings, inp, "keyword") else "duplicate"
+        # A bare CANCEL opts out by carrier rule; it also declines the reminder waiting for this answer.
+        declines = await store.route_reply(sender) if is_bare_cancel(body) else None
+        # The consent is written before the provider hears 200 (PostgreSQL down: 503, and the provider
+        # delivers it again), so the next send's fence sees it; ordered by the message's own time.
+        fresh = await apply_consent(
+            store,
+            temporal,
+            settings,
+            number=sender,
+            opted_out=intent == Intent.OPT_OUT,
+            at=at,
+            source="keyword" if keyword_of(body) is not None else "plain_words",
+            message_id=message_id,
+            keyword=intent.value,
+            declines=declines,
+        )
+        return intent.value if fresh else "duplicate"
     routed = await store.route_reply(sender)
     # A message delivered again goes where it went the first time, never to a second reminder.
     _, reminder_id = await store.record_inbound(
@@ -217,13 +213,6 @@ async def flowroute_delivery_receipt(
     return {"message": "recorded" if found else "kept until the message is recorded"}
 
 
-def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
-    """Twilio's request signature: HMAC-SHA1 over the URL and the sorted POST parameters, base64."""
-    payload = url + "".join(f"{k}{params[k]}" for k in sorted(params))
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
 def _public_url(request: Request, settings: Settings) -> str:
     if settings.public_url:
         base = settings.public_url.rstrip("/")
@@ -244,11 +233,12 @@ async def _signed_twilio_form(request: Request, settings: Settings, signature: s
         form = await request.form()
     except Exception as err:  # noqa: BLE001 - any unreadable form is the caller's fault
         raise InvalidInput("body", "must be form-encoded") from err
-    params = {k: v for k, v in form.items() if isinstance(v, str)}
-    expected = twilio_signature(settings.twilio_auth_token, _public_url(request, settings), params)
-    if not signature or not hmac.compare_digest(expected, signature):
+    # Twilio's own validator: repeated parameters, the URL with and without its port, and bodySHA256.
+    validator = RequestValidator(settings.twilio_auth_token)
+    signed = (await request.body()).decode(errors="replace") if "bodySHA256" in request.query_params else form
+    if not signature or not validator.validate(_public_url(request, settings), signed, signature):
         raise ApiError(403, "X-Twilio-Signature is missing or wrong")
-    return params
+    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 @router.post("/webhooks/twilio")

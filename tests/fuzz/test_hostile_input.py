@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
 
 from api.limits import MAX_BODY_BYTES
-from api.routes.webhooks import twilio_signature
 from tests.fuzz.conftest import BASE_URL, TWILIO_TOKEN, InProcessApi
 
 pytestmark = pytest.mark.e2e
@@ -476,7 +476,9 @@ def test_twilio_inbound(
     params = {**extra, **fields}
     headers = {}
     if signing == "signed":
-        headers["X-Twilio-Signature"] = twilio_signature(TWILIO_TOKEN, f"{BASE_URL}/webhooks/twilio", params)
+        headers["X-Twilio-Signature"] = RequestValidator(TWILIO_TOKEN).compute_signature(
+            f"{BASE_URL}/webhooks/twilio", params
+        )
     elif signing == "wrong":
         headers["X-Twilio-Signature"] = "bm9wZQ=="
     response = api.request("twilio", "POST", "/webhooks/twilio", data=params, headers=headers)
@@ -759,7 +761,7 @@ def test_hostile_ids_are_404(api: InProcessApi, reminder_id: str, action: str) -
     ids=["nul", "long-body", "long-from", "long-sid"],
 )
 def test_signed_hostile_twilio_fields_are_400(api: InProcessApi, fields: dict[str, str]) -> None:
-    signature = twilio_signature(TWILIO_TOKEN, f"{BASE_URL}/webhooks/twilio", fields)
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(f"{BASE_URL}/webhooks/twilio", fields)
     response = api.request(
         "named", "POST", "/webhooks/twilio", data=fields, headers={"X-Twilio-Signature": signature}
     )

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.validation import InvalidInput, NewReminder, parse_appointment, parse_new_reminder
+from api.validation import InvalidInput, NewReminder, parse_appointment, parse_contact_number, parse_new_reminder
 
 NOW = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 DROP = object()  # marks a field to leave out of the body
@@ -309,3 +309,15 @@ def test_an_offset_inside_a_skipped_hour_is_still_an_instant() -> None:
     utc, wall = parse_appointment("2027-03-14T02:30-0500", ZoneInfo("America/New_York"))
     assert utc == datetime(2027, 3, 14, 7, 30, tzinfo=UTC)
     assert wall == "2027-03-14 03:30:00"
+
+
+@pytest.mark.parametrize("number", ["+99912345678", "+2901234567890", "+8001234"])
+def test_impossible_numbers_are_refused_naming_the_field(number: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_contact_number(number)
+    assert caught.value.field == "contact_number"
+
+
+@pytest.mark.parametrize("number", ["12223334444", "+12223334444", "+442071234567", "+4915123456789"])
+def test_possible_numbers_pass_even_when_not_assigned(number: str) -> None:
+    assert parse_contact_number(number) == number.lstrip("+")
