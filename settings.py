@@ -22,8 +22,14 @@ DEFAULT_OPT_OUT = "[{org}]\nYou have been unsubscribed and will receive no more 
 DEFAULT_OPT_IN = "[{org}]\nYou have been resubscribed and will receive appointment reminders again."
 DEFAULT_HELP = (
     "[{org}]\nAppointment reminders. Reply 'Yes' to confirm or 'No' to cancel an appointment. "
-    "Reply STOP to unsubscribe. Msg&data rates may apply."
+    "Help: {contact}. Reply STOP to opt out. Msg & data rates may apply."
 )
+# Without ORG_CONTACT the default HELP text has no contact to name (CTIA asks for one: a warning at start).
+DEFAULT_HELP_NO_CONTACT = (
+    "[{org}]\nAppointment reminders. Reply 'Yes' to confirm or 'No' to cancel an appointment. "
+    "Reply STOP to opt out. Msg & data rates may apply."
+)
+DEFAULT_OPT_OUT_LINE = "Reply STOP to opt out."
 
 
 class Settings(BaseSettings):
@@ -60,6 +66,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
 
     org_name: str = "Your Org Name"
+    org_contact: str | None = None
+    """A phone number or URL where people reach the organisation; named in the HELP answer."""
     language_default: str = "en_us"
     msg_reminder: str = DEFAULT_REMINDER
     msg_confirmation: str = DEFAULT_CONFIRMATION
@@ -68,6 +76,9 @@ class Settings(BaseSettings):
     msg_opt_out: str = DEFAULT_OPT_OUT
     msg_opt_in: str = DEFAULT_OPT_IN
     msg_help: str = DEFAULT_HELP
+    msg_opt_out_line: str = DEFAULT_OPT_OUT_LINE
+    """Ends the first text sent to a number and "did not understand"; empty turns it off."""
+    smart_encoding: bool = True
 
     api_keys: str | None = None
     webhook_token: str | None = None
@@ -98,6 +109,7 @@ class Settings(BaseSettings):
         "msg_opt_out",
         "msg_opt_in",
         "msg_help",
+        "msg_opt_out_line",
     )
     @classmethod
     def _unescape_newlines(cls, value: str) -> str:
@@ -115,6 +127,12 @@ class Settings(BaseSettings):
     def _quiet_hours_readable(cls, value: str | None) -> str | None:
         QuietHours.parse(value)  # a bad value stops the start, naming the setting
         return value
+
+    @property
+    def help_template(self) -> str:
+        if self.msg_help == DEFAULT_HELP and not self.org_contact:
+            return DEFAULT_HELP_NO_CONTACT
+        return self.msg_help
 
     @property
     def quiet(self) -> QuietHours | None:

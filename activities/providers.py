@@ -44,6 +44,8 @@ class ProviderError(Exception):
 
 class Provider(Protocol):
     name: str
+    counts_segments: bool
+    """Whether the provider's rate limit counts segments (Twilio) rather than requests (Flowroute)."""
 
     def sender_for(self, contact: str) -> str:
         """The sending number this contact hears from."""
@@ -98,6 +100,7 @@ def _callback_url(settings: Settings, path: str, key: str | None) -> str | None:
 
 class FlowrouteProvider:
     name = "flowroute"
+    counts_segments = False
 
     def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
         self._client = client
@@ -166,6 +169,7 @@ class FlowrouteProvider:
 
 class TwilioProvider:
     name = "twilio"
+    counts_segments = True
 
     def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
         self._client = client
@@ -239,6 +243,7 @@ class TwilioProvider:
 
 class ConsoleProvider:
     name = "console"
+    counts_segments = False
 
     def sender_for(self, contact: str) -> str:
         return "console"

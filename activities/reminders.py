@@ -22,6 +22,7 @@ from activities.providers import Provider, ProviderError
 from activities.texts import Texts
 from db.messages import Claim
 from db.store import DATABASE_ERRORS, Store
+from rules.segments import encoding_of
 from workflows.models import (
     MARK_DELETED,
     MIRROR_STATE,
@@ -117,13 +118,16 @@ class ReminderActivities:
     async def _deliver(self, request: SendRequest, fence: _Fence) -> SendResult:
         number = request.contact_number
         extra = {"reminder_id": request.reminder_id}
-        body = self._texts.render(
+        text = self._texts.render(
             request.purpose,
             appt_user_dt=request.appt_user_dt,
             location=request.location,
             participant=request.participant,
             language=request.language,
         )
+        body = self._texts.finish(text, request.purpose, first_to_number=False)
+        # The fence picks this one if the number has never been sent a text (the opt-out line, CTIA).
+        first_body = self._texts.finish(text, request.purpose, first_to_number=True)
         sender = self._provider.sender_for(number)
         info = activity.info()
         attempt = f"{info.workflow_run_id}/{info.activity_id}/{info.attempt}/{uuid.uuid4().hex[:8]}"
@@ -133,7 +137,7 @@ class ReminderActivities:
             async with self._provider_slots:
                 if not paced:
                     # One slot per send: a send waiting on another attempt's claim does not book more.
-                    await self._wait_for_send_slot(sender)
+                    await self._wait_for_send_slot(sender, first_body)
                     paced = True
                 claim = await self._store.claim_send(
                     key=request.key,
@@ -147,13 +151,15 @@ class ReminderActivities:
                     check_opt_out=request.purpose not in _SENT_WHEN_OPTED_OUT,
                     armed=request.armed,
                     take_over=take_over,
+                    first_body=first_body if first_body != body else None,
                 )
                 if claim.claimed:
                     fence.claimed = True
-                    provider_id = await self._call_provider(request, body, attempt)
+                    sent_body = claim.body or body
+                    provider_id = await self._call_provider(request, sent_body, attempt)
                     if provider_id is None:
                         return SendResult(delivered_to_provider=False, opted_out=True)
-                    await self._record_sent(request, provider_id, "answer")
+                    await self._record_sent(request, provider_id, "answer", sent_body)
                     _count(
                         "reminders_messages_sent",
                         "Messages the provider accepted",
@@ -177,7 +183,7 @@ class ReminderActivities:
             if claim.withdrawn:
                 log.info("armed %s stands down: the reminder no longer wants it", request.key, extra=extra)
                 return SendResult(delivered_to_provider=False, withdrawn=True)
-            done, take_over = await self._settle_doubt(request, claim, sender, body)
+            done, take_over = await self._settle_doubt(request, claim, sender, claim.body or body)
             if done:
                 return SendResult(
                     delivered_to_provider=True, provider_id=await self._store.sent_as(request.key)
@@ -203,7 +209,7 @@ class ReminderActivities:
         if unrecorded:
             log.info("%s was made before as %s (provider's records); recorded", request.key, unrecorded[0])
             _count("reminders_doubts_found_sent", "Doubtful sends the provider's records showed made")
-            await self._record_sent(request, unrecorded[0], "lookup")
+            await self._record_sent(request, unrecorded[0], "lookup", body)
             return True, None
         log.warning(
             "%s: claimed at %s with no answer and not in the provider's records; sending again",
@@ -240,11 +246,13 @@ class ReminderActivities:
             )
             raise ApplicationError(str(err), type="ProviderRefused", non_retryable=True) from err
 
-    async def _wait_for_send_slot(self, sender: str) -> None:
+    async def _wait_for_send_slot(self, sender: str, body: str) -> None:
         if not self._send_interval:
             return
         key = self._provider.pacing_key(sender)
-        wait = await self._store.reserve_send_slot(key, self._send_interval, MAX_PACING_WAIT)
+        # Twilio counts segments, Flowroute attempts; the longer of the two texts this send may be is booked.
+        cost = encoding_of(body).segments if self._provider.counts_segments else 1
+        wait = await self._store.reserve_send_slot(key, self._send_interval * cost, MAX_PACING_WAIT)
         if wait is None:
             raise ApplicationError(
                 f"{key} is booked for the next {MAX_PACING_WAIT:.0f} s",
@@ -253,13 +261,16 @@ class ReminderActivities:
             )
         await asyncio.sleep(wait)
 
-    async def _record_sent(self, request: SendRequest, provider_id: str, recorded_by: str) -> None:
+    async def _record_sent(self, request: SendRequest, provider_id: str, recorded_by: str, body: str) -> None:
         """The provider has the message: record it before anything else, or a retry would have to ask the
         provider's records. A database outage is waited out here (the send heartbeats meanwhile)."""
         delay = 0.2
         while True:
             try:
-                await self._store.complete_send(request.key, provider_id, request.mirror, recorded_by)
+                cost = encoding_of(body)
+                await self._store.complete_send(
+                    request.key, provider_id, request.mirror, recorded_by, (cost.encoding, cost.segments)
+                )
                 return
             except DATABASE_ERRORS as err:
                 log.warning("recording sent message %s waits for PostgreSQL: %r", provider_id, err)

@@ -9,6 +9,7 @@ from datetime import datetime
 import arrow
 from arrow.locales import get_locale
 
+from rules.segments import smart_encode
 from settings import Settings
 from workflows.models import Purpose
 
@@ -41,11 +42,31 @@ def context_of(location: str | None, participant: str | None) -> str:
     return context
 
 
+# Texts that may end with the opt-out line: the first text to a number (CTIA) and "did not understand".
+OPT_OUT_LINE_PURPOSES = frozenset(
+    {Purpose.REMINDER, Purpose.CONFIRMATION, Purpose.CANCELLATION, Purpose.UNPARSABLE}
+)
+
+
 @dataclass(frozen=True)
 class Texts:
     org: str
     language_default: str
     templates: dict[Purpose, str]
+    opt_out_line: str = ""
+    contact: str = ""
+    smart_encoding: bool = True
+
+    def finish(self, text: str, purpose: Purpose, *, first_to_number: bool) -> str:
+        """The text as it goes out: the opt-out line after the first text to a number and after "did not
+        understand" (the texts before it stay as they are), then smart encoding."""
+        if (
+            self.opt_out_line
+            and purpose in OPT_OUT_LINE_PURPOSES
+            and (first_to_number or purpose == Purpose.UNPARSABLE)
+        ):
+            text = f"{text}\n{self.opt_out_line}"
+        return smart_encode(text) if self.smart_encoding else text
 
     def render(
         self,
@@ -56,7 +77,12 @@ class Texts:
         participant: str | None = None,
         language: str | None = None,
     ) -> str:
-        fields = {"org": self.org, "when": "", "context": context_of(location, participant)}
+        fields = {
+            "org": self.org,
+            "when": "",
+            "context": context_of(location, participant),
+            "contact": self.contact,
+        }
         if appt_user_dt:
             wall = datetime.strptime(appt_user_dt, "%Y-%m-%d %H:%M:%S")
             fields["when"] = format_when(wall, language or self.language_default)
@@ -67,6 +93,9 @@ def texts_from_settings(settings: Settings) -> Texts:
     return Texts(
         org=settings.org_name,
         language_default=settings.language_default,
+        opt_out_line=settings.msg_opt_out_line,
+        contact=settings.org_contact or "",
+        smart_encoding=settings.smart_encoding,
         templates={
             Purpose.REMINDER: settings.msg_reminder,
             Purpose.CONFIRMATION: settings.msg_confirmation,
@@ -74,6 +103,6 @@ def texts_from_settings(settings: Settings) -> Texts:
             Purpose.UNPARSABLE: settings.msg_unparsable,
             Purpose.OPT_OUT: settings.msg_opt_out,
             Purpose.OPT_IN: settings.msg_opt_in,
-            Purpose.HELP: settings.msg_help,
+            Purpose.HELP: settings.help_template,
         },
     )

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.texts import texts_from_settings
 from api.errors import DATABASE_ERRORS, ApiError, Unavailable
 from db.store import Store, create_pool
 from settings import Settings
@@ -25,6 +26,7 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.texts = texts_from_settings(settings)
         self._client: Client | None = None
         self._store: Store | None = None
         self._lock = asyncio.Lock()

@@ -71,6 +71,7 @@ class Reminder(BaseModel):
     will_attend: bool | None
     confirm_sent: bool
     status: str
+    segments: int | None = None
 
 
 class ReminderList(BaseModel):
@@ -85,6 +86,8 @@ class Message(BaseModel):
     at: str
     delivery_status: str | None
     purpose: str | None
+    encoding: str | None = None
+    segments: int | None = None
 
 
 class MessageList(BaseModel):

@@ -27,21 +27,28 @@ WITH gate AS (
             SELECT 1 FROM reminders WHERE reminder_id = $1 AND deleted_at IS NULL AND wanted_send = $6
         ) AS withdrawn
 ), prior AS (
-    SELECT provider_id, attempt, claimed_at FROM messages WHERE send_key = $6
+    SELECT provider_id, attempt, claimed_at, body FROM messages WHERE send_key = $6
+), chosen AS (
+    -- The first text ever sent to a number gets the opt-out line ($13).
+    SELECT CASE WHEN $13::text IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM messages WHERE contact_number = $2 AND direction = 'outbound'
+                                             AND provider_id IS NOT NULL)
+                THEN $13 ELSE $4 END AS body
 ), claim AS (
     INSERT INTO messages (reminder_id, contact_number, direction, purpose, body, provider, send_key, sender,
                           attempt, claimed_at)
-    SELECT $1, $2, 'outbound', $3, $4, $5, $6, $9, $10, clock_timestamp()
-    FROM gate WHERE NOT opted_out AND NOT withdrawn
+    SELECT $1, $2, 'outbound', $3, chosen.body, $5, $6, $9, $10, clock_timestamp()
+    FROM gate, chosen WHERE NOT opted_out AND NOT withdrawn
     ON CONFLICT (send_key) DO UPDATE SET
         attempt = EXCLUDED.attempt, claimed_at = EXCLUDED.claimed_at, body = EXCLUDED.body,
         sender = EXCLUDED.sender, resent = messages.resent + (messages.claimed_at IS NOT NULL)::integer
     WHERE messages.provider_id IS NULL
       AND (messages.claimed_at IS NULL OR (messages.attempt = $11 AND messages.claimed_at = $12))
-    RETURNING 1
+    RETURNING body
 )
 SELECT gate.opted_out, gate.withdrawn, prior.provider_id AS sent_as, prior.attempt AS held_by,
-       prior.claimed_at AS held_since, EXISTS (SELECT 1 FROM claim) AS claimed, clock_timestamp() AS now
+       prior.claimed_at AS held_since, EXISTS (SELECT 1 FROM claim) AS claimed, clock_timestamp() AS now,
+       coalesce((SELECT body FROM claim), prior.body) AS body
 FROM gate LEFT JOIN prior ON true
 """
 
@@ -60,6 +67,8 @@ class Claim:
     held_since: datetime | None
     """Another attempt's claim with no provider id: live while young, in doubt once older."""
     now: datetime
+    body: str | None
+    """The text as claimed: this attempt's, or the earlier claim's (what a doubt is looked up by)."""
 
 
 class MessageRows:
@@ -151,6 +160,7 @@ class MessageRows:
         check_opt_out: bool,
         armed: bool,
         take_over: tuple[str, datetime] | None = None,
+        first_body: str | None = None,
     ) -> Claim:
         row = await self.pool.fetchrow(
             _CLAIM_SEND,
@@ -166,6 +176,7 @@ class MessageRows:
             attempt,
             take_over[0] if take_over else None,
             take_over[1] if take_over else None,
+            first_body,
         )
         assert row is not None
         return Claim(
@@ -176,6 +187,7 @@ class MessageRows:
             held_by=row["held_by"],
             held_since=row["held_since"],
             now=row["now"],
+            body=row["body"],
         )
 
     async def release_claim(self, key: str, attempt: str) -> None:
@@ -200,22 +212,34 @@ class MessageRows:
         return {r["provider_id"] for r in rows}
 
     async def complete_send(
-        self, key: str, provider_id: str, mirror: ReminderState | None = None, recorded_by: str = "answer"
+        self,
+        key: str,
+        provider_id: str,
+        mirror: ReminderState | None = None,
+        recorded_by: str = "answer",
+        cost: tuple[str, int] | None = None,
     ) -> None:
         """The provider has the message: its id (with any receipt that came first), and the state it leads
         to, in one statement. The first id recorded for a send key stays."""
+        encoding = cost or (None, None)
         n = STATE_ARGS if mirror is not None else 0
         record = (
             f"UPDATE messages SET provider_id = ${n + 2}, at = now(), recorded_by = ${n + 3},"
+            f" encoding = ${n + 4}, segments = ${n + 5},"
             f" delivery_status = coalesce(messages.delivery_status,"
             f" (SELECT delivery_status FROM delivery_receipts WHERE provider_id = ${n + 2}))"
             f" WHERE send_key = ${n + 1} AND provider_id IS NULL"
         )
         if mirror is None:
-            await self.pool.execute(record, key, provider_id, recorded_by)
+            await self.pool.execute(record, key, provider_id, recorded_by, *encoding)
             return
         await self.pool.execute(
-            f"WITH sent AS ({record}) {UPSERT_STATE}", *state_args(mirror), key, provider_id, recorded_by
+            f"WITH sent AS ({record}) {UPSERT_STATE}",
+            *state_args(mirror),
+            key,
+            provider_id,
+            recorded_by,
+            *encoding,
         )
 
     async def record_inbound(

@@ -79,18 +79,19 @@ class Store(MessageRows):
     # Reminders
 
     async def insert_new(
-        self, state: ReminderState, request_hash: str | None = None
+        self, state: ReminderState, request_hash: str | None = None, segments: int | None = None
     ) -> tuple[bool, str | None]:
         """The API's first row, so a reminder is readable the moment it is created; the workflow's own
         writes carry higher sequence numbers and win. Answers whether this call made the row, and the
         request hash the row holds."""
         async with self.pool.acquire() as conn:
             status = await conn.execute(
-                f"INSERT INTO reminders ({STATE_COLUMNS}, request_hash)"
-                f" VALUES ({STATE_VALUES}, ${STATE_ARGS + 1})"
+                f"INSERT INTO reminders ({STATE_COLUMNS}, request_hash, segments)"
+                f" VALUES ({STATE_VALUES}, ${STATE_ARGS + 1}, ${STATE_ARGS + 2})"
                 " ON CONFLICT (reminder_id) DO NOTHING",
                 *state_args(state),
                 request_hash,
+                segments,
             )
             if status.endswith(" 1"):
                 return True, request_hash
@@ -98,6 +99,11 @@ class Store(MessageRows):
                 "SELECT request_hash FROM reminders WHERE reminder_id = $1", state.reminder_id
             )
             return False, held
+
+    async def set_segments(self, reminder_id: str, segments: int) -> None:
+        await self.pool.execute(
+            "UPDATE reminders SET segments = $2 WHERE reminder_id = $1", reminder_id, segments
+        )
 
     async def upsert_state(self, state: ReminderState) -> bool:
         """Writes the workflow's state unless a newer one is already there. True when it was written."""

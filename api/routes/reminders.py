@@ -24,6 +24,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.texts import Texts
 from api.deps import ServicesDep, SettingsDep, StoreDep, TemporalDep, require_api_key
 from api.errors import ApiError, Unavailable
 from api.metrics import CREATED, DELETED
@@ -37,8 +38,9 @@ from api.schemas import (
     ReminderList,
 )
 from api.validation import InvalidInput, parse_change, parse_new_reminder, read_json
+from rules.segments import Encoding, encoding_of
 from stack.codec import contact_search_value
-from workflows.models import ReminderInput, Status, initial_state, workflow_id
+from workflows.models import Purpose, ReminderInput, Status, initial_state, workflow_id
 from workflows.reminder import ReminderWorkflow
 from workflows.search import APPOINTMENT_TIME, CONTACT_NUMBER, NOTIFY_TIME, REMINDER_STATUS
 
@@ -79,7 +81,50 @@ def reminder_view(row: asyncpg.Record) -> dict[str, Any]:
         "will_attend": row["will_attend"],
         "confirm_sent": row["confirm_sent"],
         "status": row["status"],
+        "segments": row["segments"],
     }
+
+
+# A reminder text longer than this many segments costs enough to say so at create.
+SEGMENTS_WARNING = 2
+
+
+def reminder_segments(
+    texts: Texts,
+    appt_user_dt: str,
+    location: str | None,
+    participant: str | None,
+    language: str | None,
+    reminder_id: str,
+) -> int:
+    """The segments of the reminder's own text (the first text to a number adds the opt-out line); over
+    SEGMENTS_WARNING a warning names the field that makes it long."""
+
+    def cost(loc: str | None, who: str | None) -> Encoding:
+        text = texts.render(
+            Purpose.REMINDER, appt_user_dt=appt_user_dt, location=loc, participant=who, language=language
+        )
+        return encoding_of(texts.finish(text, Purpose.REMINDER, first_to_number=False))
+
+    full = cost(location, participant)
+    if full.segments > SEGMENTS_WARNING:
+        culprits = [
+            name
+            for name, without in (
+                ("location", cost(None, participant)),
+                ("participant", cost(location, None)),
+            )
+            if without.segments < full.segments
+        ]
+        log.warning(
+            "reminder %s: its text takes %d %s segments; %s makes it long",
+            reminder_id,
+            full.segments,
+            full.encoding,
+            " and ".join(culprits) or "the message template",
+            extra={"reminder_id": reminder_id},
+        )
+    return full.segments
 
 
 def summary_of(inp: ReminderInput) -> str:
@@ -129,7 +174,10 @@ async def create_reminder(
         inp.contact_search = contact_search_value(settings.payload_encryption_key, inp.contact_number)
     store = await services.store()
     temporal = await services.temporal()
-    made, held_hash = await store.insert_new(initial_state(inp), request_hash)
+    segments = reminder_segments(
+        services.texts, inp.appt_user_dt, inp.location, inp.participant, inp.language, inp.reminder_id
+    )
+    made, held_hash = await store.insert_new(initial_state(inp), request_hash, segments)
     if not made and held_hash != request_hash:
         raise ApiError(409, "Idempotency-Key was already used with a different body")
     try:
@@ -227,6 +275,8 @@ async def get_messages(reminder_id: str, store: StoreDep) -> dict[str, Any]:
                 "at": m["at"].astimezone(UTC).isoformat(),
                 "delivery_status": m["delivery_status"],
                 "purpose": m["purpose"],
+                "encoding": m["encoding"],
+                "segments": m["segments"],
             }
             for m in await store.messages(reminder_id)
         ]
@@ -235,11 +285,11 @@ async def get_messages(reminder_id: str, store: StoreDep) -> dict[str, Any]:
 
 @router.patch("/{reminder_id}", response_model=Reminder, openapi_extra=CHANGE_REMINDER_BODY)
 async def change_reminder(
-    reminder_id: str, request: Request, store: StoreDep, temporal: TemporalDep, settings: SettingsDep
+    reminder_id: str, request: Request, store: StoreDep, temporal: TemporalDep, services: ServicesDep
 ) -> dict[str, Any]:
     """Reschedules or edits a reminder that is still open; absent fields keep their value."""
     current = await _existing(store, reminder_id)
-    change = parse_change(await read_json(request), current, datetime.now(UTC), settings.quiet)
+    change = parse_change(await read_json(request), current, datetime.now(UTC), services.settings.quiet)
     handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
         state = await handle.execute_update(ReminderWorkflow.reschedule, change)
@@ -255,6 +305,12 @@ async def change_reminder(
             raise ApiError(409, "the reminder is closed") from err
         raise
     await store.upsert_state(state)
+    await store.set_segments(
+        reminder_id,
+        reminder_segments(
+            services.texts, state.appt_user_dt, state.location, state.participant, state.language, reminder_id
+        ),
+    )
     log.info("rescheduled reminder %s", reminder_id, extra={"reminder_id": reminder_id})
     return reminder_view(await _existing(store, reminder_id))
 

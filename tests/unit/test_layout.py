@@ -37,9 +37,8 @@ def test_the_contract_module_is_standard_library_only():
 
 
 def test_the_api_process_loads_no_provider_client():
-    code = (
-        "import sys, api.main; print(sorted(m for m in sys.modules if m.startswith(('activities', 'httpx'))))"
-    )
+    clients = "('activities.providers', 'activities.reminders', 'httpx')"
+    code = f"import sys, api.main; print(sorted(m for m in sys.modules if m.startswith({clients})))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pytest
 from arrow.locales import get_locale
@@ -87,7 +88,7 @@ def test_context_of(location: str | None, participant: str | None, context: str)
     assert context_of(location, participant) == context
 
 
-def texts(**overrides: str) -> Texts:
+def texts(**overrides: Any) -> Texts:
     return texts_from_settings(Settings(_env_file=None, org_name="Acme Clinic", **overrides))
 
 
@@ -153,11 +154,40 @@ def test_braces_in_what_the_client_wrote_are_kept_literally() -> None:
         ),
         (Purpose.OPT_OUT, settings_module.DEFAULT_OPT_OUT.replace("{org}", "Acme Clinic")),
         (Purpose.OPT_IN, settings_module.DEFAULT_OPT_IN.replace("{org}", "Acme Clinic")),
-        (Purpose.HELP, settings_module.DEFAULT_HELP.replace("{org}", "Acme Clinic")),
+        (Purpose.HELP, settings_module.DEFAULT_HELP_NO_CONTACT.replace("{org}", "Acme Clinic")),
     ],
 )
 def test_other_messages_with_default_templates(purpose: Purpose, expected: str) -> None:
     assert texts().render(purpose) == expected
+
+
+def test_help_names_the_business_and_its_contact() -> None:
+    text = texts(org_contact="(555) 010-0199").render(Purpose.HELP)
+    assert text.startswith("[Acme Clinic]\n") and "Help: (555) 010-0199." in text
+    assert "Reply STOP to opt out." in text and "Msg & data rates may apply." in text
+
+
+def test_the_opt_out_line_ends_the_first_text_to_a_number_and_did_not_understand() -> None:
+    t = texts()
+    reminder = t.render(Purpose.REMINDER, appt_user_dt="2026-03-23 13:00:00")
+    assert t.finish(reminder, Purpose.REMINDER, first_to_number=True) == reminder + "\nReply STOP to opt out."
+    assert t.finish(reminder, Purpose.REMINDER, first_to_number=False) == reminder
+    unparsable = t.render(Purpose.UNPARSABLE)
+    assert t.finish(unparsable, Purpose.UNPARSABLE, first_to_number=False).endswith(
+        "\nReply STOP to opt out."
+    )
+    optout = t.render(Purpose.OPT_OUT)
+    assert t.finish(optout, Purpose.OPT_OUT, first_to_number=True) == optout
+    off = texts(msg_opt_out_line="")
+    assert off.finish(reminder, Purpose.REMINDER, first_to_number=True) == reminder
+
+
+def test_smart_encoding_is_on_by_default_and_can_be_turned_off() -> None:
+    reminder = texts().render(Purpose.REMINDER, appt_user_dt="2026-03-23 13:00:00", location="O’Brien’s")
+    assert "O'Brien's" in texts().finish(reminder, Purpose.REMINDER, first_to_number=False)
+    assert "O’Brien’s" in texts(smart_encoding=False).finish(
+        reminder, Purpose.REMINDER, first_to_number=False
+    )
 
 
 def test_every_purpose_has_a_template() -> None:

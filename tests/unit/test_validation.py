@@ -8,7 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.validation import InvalidInput, NewReminder, parse_appointment, parse_contact_number, parse_new_reminder
+from api.validation import (
+    InvalidInput,
+    NewReminder,
+    parse_appointment,
+    parse_contact_number,
+    parse_new_reminder,
+)
 
 NOW = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 DROP = object()  # marks a field to leave out of the body
