@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     provider_timeout: float = 10.0
     send_doubt_settle: float = 30.0
     """A claimed send with no answer is looked up at the provider this long after its call began."""
-    quiet_hours: str | None = None
+    quiet_hours: str | None = "21:00-08:00"
+    """No reminder goes out in this daily window of the recipient's local time; `off` turns it off."""
     reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
     worker_cache_size: int = 10000

@@ -245,7 +245,9 @@ def parse_new_reminder(body: Any, now: datetime, quiet: QuietHours | None = None
         location=parse_text(body, "location", MAX_LOCATION),
         participant=parse_text(body, "participant", MAX_PARTICIPANT),
         language=parse_language(body.get("language")),
-        notify_at=notify_times(appointment, windows, reminder_zone(zone_name, appointment, user_dt), quiet),
+        notify_at=notify_times(
+            appointment, windows, reminder_zone(zone_name, appointment, user_dt, contact), quiet
+        ),
     )
 
 
@@ -296,7 +298,12 @@ def parse_change(body: Any, current: Any, now: datetime, quiet: QuietHours | Non
         appointment=appointment,
         appt_user_dt=user_dt,
         notify_windows=windows,
-        notify_at=notify_times(appointment, windows, reminder_zone(zone_name, appointment, user_dt), quiet),
+        notify_at=notify_times(
+            appointment,
+            windows,
+            reminder_zone(zone_name, appointment, user_dt, current["contact_number"]),
+            quiet,
+        ),
         timezone=zone_name,
         location=parse_text(body, "location", MAX_LOCATION) if "location" in body else current["location"],
         participant=(

@@ -62,6 +62,8 @@ class Stack:
             **{k: v for k, v in os.environ.items() if not k.startswith(("FLOWROUTE_", "TWILIO_", "SMS_"))},
             "DATA_DIR": str(data_dir),
             "LOG_LEVEL": "INFO",
+            # Tests run at any hour: quiet hours only where a test sets them.
+            "QUIET_HOURS": "off",
             **env,
         }
         self.env.pop("TEMPORAL_ADDRESS", None)

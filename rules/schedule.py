@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
+import phonenumbers
+from phonenumbers.timezone import time_zones_for_number
+
 from workflows.models import notify_times as base_notify_times
 
 USER_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -51,10 +54,26 @@ class QuietHours:
         return start.astimezone(UTC)
 
 
-def reminder_zone(timezone_name: str | None, appointment: datetime, appt_user_dt: str) -> tzinfo:
-    """The zone the client lives in: its IANA zone, or the fixed offset its appointment time carried."""
+def number_zone(contact_number: str) -> ZoneInfo | None:
+    """The number's zone where phonenumbers' data gives exactly one (a New York area code; not a toll-free
+    number, which could ring anywhere)."""
+    try:
+        parsed = phonenumbers.parse(f"+{contact_number}")
+    except phonenumbers.NumberParseException:
+        return None
+    zones = [z for z in time_zones_for_number(parsed) if z != "Etc/Unknown"]
+    return ZoneInfo(zones[0]) if len(zones) == 1 else None
+
+
+def reminder_zone(
+    timezone_name: str | None, appointment: datetime, appt_user_dt: str, contact_number: str | None = None
+) -> tzinfo:
+    """The recipient's zone: the reminder's IANA zone; else the number's, when it has exactly one; else the
+    fixed offset the appointment time carried (which says nothing of daylight saving)."""
     if timezone_name:
         return ZoneInfo(timezone_name)
+    if contact_number and (zone := number_zone(contact_number)) is not None:
+        return zone
     wall = datetime.strptime(appt_user_dt, USER_DT_FORMAT)
     return timezone(wall - appointment.replace(tzinfo=None))
 

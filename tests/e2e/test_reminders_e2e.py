@@ -63,11 +63,15 @@ def test_reminder_arrives_at_notify_time_with_the_seed_text(stack: Stack, fake: 
     assert message.auth == ("access-key", "secret-key")
     assert message.content_type == "application/vnd.api+json"
     when = appointment.strftime("%A %b %-d, %-I:%M ") + appointment.strftime("%p").lower()
+    seed_text = (
+        f"[West Side Clinic]\nYou have an appointment on {when} at West Side Mechanics with Dr Smith."
+        " Please reply 'Yes' to confirm, or 'No' to cancel."
+    )
+    # The first text to a number: the seed's text as it was, then the opt-out line (CTIA).
     assert message.body == {
         "to": number,
         "from": "18005550100",
-        "body": f"[West Side Clinic]\nYou have an appointment on {when} at West Side Mechanics with Dr Smith."
-        " Please reply 'Yes' to confirm, or 'No' to cancel.",
+        "body": f"{seed_text}\nReply STOP to opt out.",
     }
     after = wait_until(
         lambda: (r := get(stack, reminder_id))["status"] == "awaiting_reply" and r, what="mirror"
@@ -76,6 +80,8 @@ def test_reminder_arrives_at_notify_time_with_the_seed_text(stack: Stack, fake: 
     with stack.client() as http:
         messages = http.get(f"/reminder/{reminder_id}/messages").json()["messages"]
     assert [(m["direction"], m["provider_id"][:5]) for m in messages] == [("outbound", "mdr2-")]
+    assert (messages[0]["encoding"], messages[0]["segments"]) == ("GSM-7", 2)
+    assert after["segments"] == 1, "the reminder's own text is one segment"
 
 
 def test_delete_before_notify_sends_nothing(stack: Stack, fake: FakeProvider):

@@ -19,6 +19,8 @@ pytestmark = pytest.mark.e2e
 CONFIRMED = "[West Side Clinic]\nThank you! Your appointment has been marked confirmed."
 CANCELED = "[West Side Clinic]\nThank you! Your appointment has been marked canceled."
 UNPARSABLE = "[West Side Clinic]\nSorry, we did not understand your response. Please reply 'Yes' to confirm, or 'No' to cancel."
+# "Did not understand" ends with the opt-out line.
+UNPARSABLE += "\nReply STOP to opt out."
 
 
 def sent_reminder(stack: Stack, fake: FakeProvider, number: str, minutes: int = 30) -> str:

@@ -114,6 +114,7 @@ def api(fuzz_stack: Stack) -> Iterator[InProcessApi]:
         api_keys=None,
         webhook_token=None,
         public_url=None,
+        quiet_hours="off",
     )
     in_process = InProcessApi(settings)
     in_process.start()
