@@ -85,7 +85,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
         provider = provider_from_settings(settings, http)
         rate = settings.send_rate if provider.name != "console" else 0.0
         activities = ReminderActivities(
-            store, provider, texts_from_settings(settings), rate, doubt_settle=settings.send_doubt_settle
+            store,
+            provider,
+            texts_from_settings(settings),
+            rate,
+            doubt_settle=settings.send_doubt_settle,
+            quiet=settings.quiet,
         )
         compile_workflow_modules()
         worker = build_worker(settings, client, activities)

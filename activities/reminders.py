@@ -22,6 +22,7 @@ from activities.providers import Provider, ProviderError
 from activities.texts import Texts
 from db.messages import Claim
 from db.store import DATABASE_ERRORS, Store
+from rules.schedule import QuietHours, reminder_zone
 from rules.segments import encoding_of
 from workflows.models import (
     MARK_DELETED,
@@ -82,6 +83,7 @@ class ReminderActivities:
         texts: Texts,
         send_rate_per_second: float = 0.0,
         doubt_settle: float = 30.0,
+        quiet: QuietHours | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
@@ -89,6 +91,7 @@ class ReminderActivities:
         self._provider_slots = asyncio.Semaphore(PROVIDER_CONNECTIONS)
         self._send_interval = 1.0 / send_rate_per_second + PACING_GUARD if send_rate_per_second > 0 else 0.0
         self._settle = timedelta(seconds=doubt_settle)
+        self._quiet = quiet
 
     @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendRequest) -> SendResult:
@@ -115,9 +118,29 @@ class ReminderActivities:
             if beat is not None:
                 beat.cancel()
 
+    def quiet_hours(self, request: SendRequest) -> SendResult | None:
+        """Quiet hours are checked again when a reminder goes out (it may be late: an outage, a retry); they
+        cover reminders, not answers to a contact's own texts."""
+        if self._quiet is None or request.purpose != Purpose.REMINDER or request.appointment is None:
+            return None
+        zone = reminder_zone(
+            request.timezone, request.appointment, request.appt_user_dt or "", request.contact_number
+        )
+        now = datetime.now(UTC)
+        moved = self._quiet.adjust(now, request.appointment, zone)
+        if moved == now:
+            return None
+        log.info("%s: quiet hours where the contact is, until %s", request.key, moved.isoformat())
+        if moved > now:
+            return SendResult(delivered_to_provider=False, quiet_until=moved)
+        return SendResult(delivered_to_provider=False, quiet_past_appointment=True)
+
     async def _deliver(self, request: SendRequest, fence: _Fence) -> SendResult:
         number = request.contact_number
         extra = {"reminder_id": request.reminder_id}
+        quiet = self.quiet_hours(request)
+        if quiet is not None:
+            return quiet
         text = self._texts.render(
             request.purpose,
             appt_user_dt=request.appt_user_dt,

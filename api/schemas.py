@@ -72,6 +72,7 @@ class Reminder(BaseModel):
     confirm_sent: bool
     status: str
     segments: int | None = None
+    reason: str | None = None
 
 
 class ReminderList(BaseModel):

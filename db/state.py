@@ -10,9 +10,9 @@ from workflows.models import ReminderState
 STATE_COLUMNS = (
     "reminder_id, contact_number, appointment, appt_user_dt, notify_times, timezone, location, participant,"
     " language, status, reminder_sent, will_attend, confirm_sent, sent_at, seq, notify_windows, generation,"
-    " wanted_send"
+    " wanted_send, reason"
 )
-STATE_ARGS = 18
+STATE_ARGS = 19
 STATE_VALUES = ", ".join(f"${i}" for i in range(1, STATE_ARGS + 1))
 # Writes the workflow's state unless a newer one is already there.
 UPSERT_STATE = (
@@ -25,7 +25,7 @@ UPSERT_STATE = (
     " reminder_sent = EXCLUDED.reminder_sent, will_attend = EXCLUDED.will_attend,"
     " confirm_sent = EXCLUDED.confirm_sent, sent_at = EXCLUDED.sent_at, seq = EXCLUDED.seq,"
     " notify_windows = EXCLUDED.notify_windows, generation = EXCLUDED.generation,"
-    " wanted_send = EXCLUDED.wanted_send,"
+    " wanted_send = EXCLUDED.wanted_send, reason = EXCLUDED.reason,"
     " updated_at = now()"
     " WHERE reminders.seq < EXCLUDED.seq"
 )
@@ -51,4 +51,5 @@ def state_args(state: ReminderState) -> tuple[Any, ...]:
         state.notify_windows,
         state.generation,
         state.wanted_send,
+        state.reason,
     )

@@ -65,6 +65,8 @@ async def send(
         mirror=mirror,
         mirror_before=mirror_before,
         not_before=not_before,
+        appointment=state.appointment,
+        timezone=state.timezone,
         armed=armed,
     )
     now = workflow.now()
@@ -94,6 +96,16 @@ async def send(
         if not isinstance(err.cause, CancelledError):
             workflow.logger.warning("send of %s for %s failed for good: %s", purpose.value, key, err.cause)
         return None
+
+
+def history_too_long(limit: int) -> bool:
+    info = workflow.info()
+    return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
+
+
+def count(name: str, description: str, **labels: str) -> None:
+    """A counter on the workflow's meter (not counted again on replay)."""
+    workflow.metric_meter().create_counter(name, description).with_additional_attributes(labels).add(1)
 
 
 def write_mirror(state: ReminderState) -> asyncio.Task[None]:

@@ -47,12 +47,14 @@ class Status(str, Enum):
     NO_RESPONSE = "no_response"
     FAILED = "failed"
     OPTED_OUT = "opted_out"
+    NOT_SENT = "not_sent"
+    """Its only reminder could not go out: quiet hours lasted until the appointment (see `reason`)."""
     # Only in the mirror and the search attribute: the API answers 404 for it.
     DELETED = "deleted"
 
 
 OPEN_STATUSES = (Status.SCHEDULED, Status.AWAITING_REPLY, Status.CONFIRMED, Status.DECLINED)
-CLOSED_STATUSES = (Status.NO_RESPONSE, Status.FAILED, Status.OPTED_OUT, Status.DELETED)
+CLOSED_STATUSES = (Status.NO_RESPONSE, Status.FAILED, Status.OPTED_OUT, Status.NOT_SENT, Status.DELETED)
 
 
 class Purpose(str, Enum):
@@ -130,6 +132,8 @@ class ReminderState:
     contact_search: str | None = None
     generation: int = 0
     """Bumped by every reschedule."""
+    reason: str | None = None
+    """Why a reminder text did not go out when due (`quiet_hours`)."""
     wanted_send: str | None = None
     """The send key of the reminder text the workflow has armed, None when it wants none. An armed send
     compares its own key with the mirror's at its time: the one "still wanted" decision, made here."""
@@ -167,6 +171,17 @@ def next_prompt(
     if now >= state.appointment + late_grace or (now >= state.appointment and due < state.appointment):
         return index, None
     return index, due
+
+
+def reschedule_refusal(state: ReminderState, change: Reschedule, now: datetime) -> tuple[str, str] | None:
+    """Why a reschedule is refused, as (error type, message), or None when it may go ahead."""
+    if state.status in CLOSED_STATUSES or now >= state.appointment:
+        return "ReminderClosed", f"the reminder is closed ({state.status.value})"
+    if change.appointment <= now:
+        return "InvalidChange", "appointment_time: is in the past"
+    if not change.notify_at:
+        return "InvalidChange", "notify_window: at least one notify time is needed"
+    return None
 
 
 def rescheduled(state: ReminderState, change: Reschedule) -> ReminderState:
@@ -237,6 +252,8 @@ class SendRequest:
     not yet sent), written to the mirror when the activity starts."""
     not_before: datetime | None = None
     """An armed send: the activity holds until this instant, then checks it is still wanted and sends."""
+    appointment: datetime | None = None
+    timezone: str | None = None
     armed: bool = False
     """Sent only while the mirror's `wanted_send` is this request's key and the reminder is not deleted."""
 
@@ -248,6 +265,10 @@ class SendResult:
     opted_out: bool = False
     withdrawn: bool = False
     """An armed send that found, at its time, that the reminder no longer wants it: nothing was sent."""
+    quiet_until: datetime | None = None
+    """Nothing was sent: it is quiet hours where the contact is, until then (before the appointment)."""
+    quiet_past_appointment: bool = False
+    """Nothing was sent: quiet hours last until after the appointment."""
 
 
 @dataclass

@@ -15,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activities import LATE_SEND_GRACE, Armed, Timer
     from workflows.mirror import Mirror
     from workflows.models import (
-        CLOSED_STATUSES,
         Answer,
         CarriedState,
         OptOut,
@@ -27,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         Status,
         initial_state,
         next_prompt,
+        reschedule_refusal,
         rescheduled,
     )
 
@@ -57,6 +57,7 @@ class ReminderWorkflow:
         self._inbox: list[Reply] = []
         self._opted_out = False
         self._declined = False
+        self._quiet_until: datetime | None = None
         self._armed: Armed | None = None
         self._timer = Timer()
 
@@ -110,19 +111,14 @@ class ReminderWorkflow:
         self._next_prompt = 0
         self._unparsable_answers = 0
         self._changed = True
-        self._publish()
+        self._m.publish(self._next_prompt)
         return self._state
 
     @reschedule.validator
     def _validate_reschedule(self, change: Reschedule) -> None:
-        if self._state.status in CLOSED_STATUSES or workflow.now() >= self._state.appointment:
-            raise ApplicationError(
-                f"the reminder is closed ({self._state.status.value})", type="ReminderClosed"
-            )
-        if change.appointment <= workflow.now():
-            raise ApplicationError("appointment_time: is in the past", type="InvalidChange")
-        if not change.notify_at:
-            raise ApplicationError("notify_window: at least one notify time is needed", type="InvalidChange")
+        refusal = reschedule_refusal(self._state, change, workflow.now())
+        if refusal is not None:
+            raise ApplicationError(refusal[1], type=refusal[0])
 
     async def _turn(self) -> bool:
         """One turn of the loop; True when the reminder is over. A due reminder is armed ahead of its time
@@ -137,13 +133,15 @@ class ReminderWorkflow:
                 state.will_attend = False
             self._finish(Status.DECLINED if self._declined else Status.OPTED_OUT)
             return True
-        if state.status in (Status.FAILED, Status.OPTED_OUT):
+        if state.status in (Status.FAILED, Status.OPTED_OUT, Status.NOT_SENT):
             return True
         now = workflow.now()
         due = None
         if self._armed is None:
             # Of several notify times already past only the latest is sent.
             self._next_prompt, due = next_prompt(state, self._next_prompt, now, LATE_SEND_GRACE)
+            if due is not None and self._quiet_until is not None:
+                due = max(due, self._quiet_until)
             if due is not None and due - now <= ARM_AHEAD:
                 self._arm(due)
                 due = None
@@ -151,7 +149,7 @@ class ReminderWorkflow:
             if state.status in (Status.SCHEDULED, Status.AWAITING_REPLY):
                 self._finish(Status.NO_RESPONSE)
             return True
-        if self._armed is None and self._history_too_long():
+        if self._armed is None and activities.history_too_long(HISTORY_EVENTS_LIMIT):
             await self._continue_as_new()
         wake_at = state.appointment if due is None else min(due - ARM_AHEAD, state.appointment)
         self._timer.set(wake_at if wake_at > now else None)
@@ -209,10 +207,12 @@ class ReminderWorkflow:
                 self._finish(Status.FAILED)
         elif result.opted_out:
             self._opted_out = True
+        elif result.quiet_until is not None or result.quiet_past_appointment:
+            self._quiet(result.quiet_until)
         elif result.withdrawn:
             # The mirror showed the reminder deleted before its cancellation arrived.
             state.wanted_send = None
-            self._publish()
+            self._m.publish(self._next_prompt)
         elif state.seq == armed.sent.seq:
             # Nothing changed while it was armed: the state it wrote to the mirror is the state.
             self._m.adopt(armed.sent, self._next_prompt)
@@ -223,7 +223,17 @@ class ReminderWorkflow:
             state.wanted_send = None
             if state.will_attend is None:
                 state.status = Status.AWAITING_REPLY
-            self._publish()
+            self._m.publish(self._next_prompt)
+
+    def _quiet(self, until: datetime | None) -> None:
+        """Quiet hours at send time: the reminder goes at their end, or, past the appointment, says why not."""
+        if until is not None:
+            self._next_prompt -= 1
+            self._quiet_until = until
+            return
+        self._state.reason = "quiet_hours"
+        if next_prompt(self._state, self._next_prompt, workflow.now(), LATE_SEND_GRACE)[1] is None:
+            self._finish(Status.NOT_SENT)
 
     async def _answer_replies(self) -> None:
         while self._inbox:
@@ -245,9 +255,9 @@ class ReminderWorkflow:
         state.will_attend = attending
         state.status = Status.CONFIRMED if attending else Status.DECLINED
         state.confirm_sent = False
-        workflow.metric_meter().create_counter(
-            "reminders_answered", "Yes or No answers recorded"
-        ).with_additional_attributes({"answer": "yes" if attending else "no"}).add(1)
+        activities.count(
+            "reminders_answered", "Yes or No answers recorded", answer="yes" if attending else "no"
+        )
         self._stand_down()
         self._m.show(self._next_prompt)
         generation = state.generation
@@ -269,20 +279,13 @@ class ReminderWorkflow:
                 self._m.adopt(confirmed, self._next_prompt)
             else:
                 state.confirm_sent = True
-                self._publish()
+                self._m.publish(self._next_prompt)
         # Otherwise a later answer or a reschedule has published the state that counts.
 
     def _finish(self, status: Status) -> None:
         self._state.status = status
         self._state.wanted_send = None
-        self._publish()
-
-    def _publish(self) -> None:
         self._m.publish(self._next_prompt)
-
-    def _history_too_long(self) -> bool:
-        info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > HISTORY_EVENTS_LIMIT
 
     async def _continue_as_new(self) -> None:
         await self._m.written()

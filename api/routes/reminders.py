@@ -82,6 +82,7 @@ def reminder_view(row: asyncpg.Record) -> dict[str, Any]:
         "confirm_sent": row["confirm_sent"],
         "status": row["status"],
         "segments": row["segments"],
+        "reason": row["reason"],
     }
 
 

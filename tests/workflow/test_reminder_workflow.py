@@ -59,6 +59,8 @@ class FakeActivities:
         self.deleted: set[str] = set()
         self.withdrawn: list[SendRequest] = []
         self.refuse = False
+        # Quiet hours at send time: the next reminder send answers this, once.
+        self.quiet: SendResult | None = None
 
     def row(self, reminder_id: str) -> ReminderState | None:
         """The mirror's row: the newest state written for the reminder."""
@@ -85,6 +87,10 @@ class FakeActivities:
             return SendResult(delivered_to_provider=False, withdrawn=True)
         if self.refuse:
             raise ApplicationError("refused", type="ProviderRefused", non_retryable=True)
+        if self.quiet is not None and request.purpose == Purpose.REMINDER:
+            quiet, self.quiet = self.quiet, None
+            self.withdrawn.append(request)
+            return quiet
         self.sent.append((datetime.now(UTC), request))
         if request.mirror is not None:
             self.mirrored.append(request.mirror)
@@ -458,3 +464,25 @@ async def test_a_bare_cancel_opts_out_and_declines(workflow_env, worker, fakes):
     result = await asyncio.wait_for(handle.result(), timeout=10)
     assert (result.status, result.will_attend) == (Status.DECLINED, False)
     assert fakes.purposes() == [Purpose.REMINDER], "the number opted out: no cancellation text"
+
+
+async def test_quiet_hours_at_send_time_move_the_same_reminder_to_their_end(workflow_env, worker, fakes):
+    until = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+    fakes.quiet = SendResult(delivered_to_provider=False, quiet_until=until)
+    inp = reminder(timedelta(minutes=30), [1])
+    handle = await start(workflow_env, worker, inp)
+    await eventually(lambda: len(fakes.sent) == 1, timeout=10)
+    sent_at, request = fakes.sent[0]
+    assert sent_at >= until - timedelta(milliseconds=50)
+    assert request.key == fakes.withdrawn[0].key, "the same reminder, under the same send key"
+    assert (await handle.query(ReminderWorkflow.status)).status == Status.AWAITING_REPLY
+    await handle.terminate()
+
+
+async def test_quiet_hours_past_the_appointment_leave_it_not_sent_saying_why(workflow_env, worker, fakes):
+    fakes.quiet = SendResult(delivered_to_provider=False, quiet_past_appointment=True)
+    inp = reminder(timedelta(minutes=30), [1])
+    handle = await start(workflow_env, worker, inp)
+    result = await asyncio.wait_for(handle.result(), timeout=10)
+    assert (result.status, result.reason, result.reminder_sent) == (Status.NOT_SENT, "quiet_hours", False)
+    assert fakes.sent == []
