@@ -28,6 +28,7 @@ from bench.raw import RawBurst, RawSleep, Recorder
 from bench.stats import max_in_window, middle_rate, summary
 from bench.system import disk_usage
 from devstack.harness import FakeProvider, Stack
+from rules.segments import encoding_of
 
 # Planning a burst: the instant is set this far past the expected end of the creates, so a create rate
 # that sags mid-way (the server flushing, a GC) still finishes in time.
@@ -488,43 +489,51 @@ async def replies_phase(ctx: Ctx, count: int) -> dict[str, Any]:
 # pacing ---------------------------------------------------------------------------------------------
 
 
-async def pacing_phase(ctx: Ctx, count: int, numbers: list[str], per_number: float) -> dict[str, Any]:
-    contacts = ctx.contacts(4, count)
+async def pacing_phase(
+    ctx: Ctx, count: int, numbers: list[str], provider: str, limit: float
+) -> dict[str, Any]:
+    """`count` reminders due at once through `numbers`. Flowroute's `limit` is attempts a second for the
+    whole account, Twilio's segments a second for each number."""
+    contacts = ctx.contacts(4 if provider == "flowroute" else 7, count)
     instant = plan_instant(count, ctx.service_create_rate, ctx.service_setup_rate)
-    ctx.say(f"pacing: {count} reminders due at {iso(instant)} through {len(numbers)} numbers")
+    ctx.say(f"pacing ({provider}): {count} reminders due at {iso(instant)} through {len(numbers)} numbers")
     created = await create_reminders(
         ctx, [reminder_body(c, instant + 3600, 1) for c in contacts], instant - 1
     )
     contacts = created_only(contacts, created)
-    # Paced as asked, the last one is due count / (numbers × rate) seconds after the instant.
-    expected_s = len(contacts) / (len(numbers) * per_number)
-    until = min(instant + expected_s + ctx.limits.drain_s, ctx.phase_end)
+    capacity = limit if provider == "flowroute" else limit * len(numbers)
+    until = min(instant + len(contacts) / capacity + ctx.limits.drain_s, ctx.phase_end)
     found = await ctx.arrivals.wait(contacts, until)
     accepted = ctx.arrivals.all_of(contacts)
     times = [at for at, _, _ in accepted]
     by_number: dict[str, list[float]] = {}
-    for at, _, sender in accepted:
-        by_number.setdefault(sender, []).append(at)
-    sustained = middle_rate(times)
+    for at, text, sender in accepted:
+        # Twilio's limit counts segments: a text of two is two sends at its instant.
+        by_number.setdefault(sender, []).extend([at] * encoding_of(text).segments)
+    segment_times = sorted(t for ts in by_number.values() for t in ts)
+    sustained = middle_rate(segment_times if provider == "twilio" else times)
     end = max(times) if len(found) == len(contacts) and times else min(time.time(), until)
-    overall = len(found) / (end - instant) if end > instant else None
     ctx.say(
-        f"pacing: {len(found)}/{len(contacts)} arrived, {sustained or 0:.1f}/s sustained, {ctx.fake.refused_429} × 429"
+        f"pacing ({provider}): {len(found)}/{len(contacts)} arrived, {sustained or 0:.2f}/s sustained,"
+        f" {ctx.fake.refused_429} x 429"
     )
     return {
+        "provider": provider,
         "count": count,
         "sending_numbers": numbers,
-        "provider_limit_per_number_per_s": per_number,
+        "limit": limit,
+        "capacity_per_s": capacity,
         "instant": iso(instant),
         "create": created.figures(),
         "created_before_instant": created.ended_at < instant,
         "arrived": len(found),
         "missing": len(contacts) - len(found),
-        "sends_per_s_sustained": round(sustained, 2) if sustained else None,
-        "sends_per_s_overall": round(overall, 2) if overall else None,
+        "per_s_sustained": round(sustained, 2) if sustained else None,
         "drain_s": round(end - instant, 3) if times else None,
         "lateness_s": summary([at - instant for at in found.values()]),
         "refused_429": ctx.fake.refused_429,
+        "attempts": ctx.fake.attempts,
+        "max_in_any_1s_account": max_in_window(times),
         "per_number": {
             n: {"sent": len(ts), "max_in_any_1s": max_in_window(ts)} for n, ts in sorted(by_number.items())
         },

@@ -43,6 +43,7 @@ EXAMPLES = {
     "dlr": 100,
     "twilio": 150,
     "raw": 250,
+    "opt-outs": 120,
 }
 MIN_REQUESTS = 1000
 
@@ -450,6 +451,34 @@ def test_flowroute_inbound(api: InProcessApi, payload: Any) -> None:
 def test_flowroute_delivery_receipt(api: InProcessApi, payload: Any) -> None:
     response = post_json(api, "dlr", "/webhooks/flowroute/dlr", payload)
     assert response.status_code in (200, 400), (payload, response.text)
+
+
+# Numbers of their own: an opt-out of one of CONTACTS would change what the other tests see.
+opt_out_numbers = st.sampled_from(["15550000091", "+15550000092", 15550000093])
+
+
+@fuzz("opt-outs")
+@given(
+    mutated(
+        {"contact_number": opt_out_numbers, "note": st.text(max_size=60) | st.none()},
+        {"contact_number": junk_address, "note": junk_text},
+    )
+)
+def test_staff_opt_out(api: InProcessApi, payload: Any) -> None:
+    response = post_json(api, "opt-outs", "/opt-outs", payload)
+    assert response.status_code in (201, 400), (payload, response.text)
+
+
+@fuzz("opt-outs")
+@given(
+    opt_out_numbers.map(lambda n: str(n).lstrip("+")) | any_text.filter(lambda t: bool(t) and "/" not in t),
+    junk_text | st.text(max_size=60),
+)
+def test_staff_opt_in(api: InProcessApi, number: str, note: Any) -> None:
+    response = post_json(
+        api, "opt-outs", f"/opt-outs/{quote(number, safe='')}", {"note": note}, method="DELETE"
+    )
+    assert response.status_code in (200, 400, 404), (number, note, response.text)
 
 
 form_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
