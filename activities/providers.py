@@ -6,8 +6,10 @@ Each send's outcome is sorted three ways: accepted (an id), surely not taken (re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -27,6 +29,8 @@ NOT_TAKEN_STATUSES = frozenset({429, 503})
 CLOCK_SKEW = timedelta(seconds=5)
 LOOKUP_PAGE = 200
 LOOKUP_PAGES = 50
+# A scan of Flowroute's message list is reused for this long by other doubtful sends looking back as far.
+SCAN_REUSE = 5.0
 
 
 class ProviderError(Exception):
@@ -108,6 +112,8 @@ class FlowrouteProvider:
         self._url = settings.flowroute_api_url.rstrip("/") + "/messages"
         self._auth = (settings.flowroute_access_key or "", settings.flowroute_secret_key or "")
         self._numbers = settings.sending_numbers
+        self._scan_lock = asyncio.Lock()
+        self._scan: tuple[datetime, float, list[tuple[str, dict[str, Any]]]] | None = None
 
     def sender_for(self, contact: str) -> str:
         return sticky_sender(self._numbers, contact)
@@ -136,35 +142,55 @@ class FlowrouteProvider:
             return "flowroute-unknown"
 
     async def find_sent(self, to: str, sender: str, body: str, since: datetime) -> list[str]:
-        # Flowroute's message list filters by time only (to the second): page through the window.
-        start = (since - CLOCK_SKEW).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.00Z")
-        end = (datetime.now(UTC) + CLOCK_SKEW).strftime("%Y-%m-%dT%H:%M:%S.00Z")
-        found: list[str] = []
+        start = since - CLOCK_SKEW
+        records = await self._records_since(start)
+        return [
+            record_id
+            for record_id, attributes in records
+            if str(attributes.get("to", "")).lstrip("+") == to
+            and str(attributes.get("from", "")).lstrip("+") == sender
+            and attributes.get("body") == body
+            and attributes.get("direction", "outbound") == "outbound"
+            and _flowroute_time(attributes.get("timestamp")) >= start.replace(microsecond=0)
+        ]
+
+    async def _records_since(self, start: datetime) -> list[tuple[str, dict[str, Any]]]:
+        """Flowroute's message list filters by time only (to the second), paged: one scan serves every
+        doubtful send of a crash that asks within SCAN_REUSE of it."""
+        async with self._scan_lock:
+            scan = self._scan
+            if scan is None or start < scan[0] or time.monotonic() - scan[1] > SCAN_REUSE:
+                scan = (start, time.monotonic(), await self._scan_since(start))
+                self._scan = scan
+            return scan[2]
+
+    async def _scan_since(self, start: datetime) -> list[tuple[str, dict[str, Any]]]:
+        window = {
+            "start_date": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.00Z"),
+            "end_date": (datetime.now(UTC) + CLOCK_SKEW).strftime("%Y-%m-%dT%H:%M:%S.00Z"),
+        }
+        found: list[tuple[str, dict[str, Any]]] = []
         for page in range(LOOKUP_PAGES):
-            params: dict[str, str | int] = {
-                "start_date": start,
-                "end_date": end,
-                "limit": LOOKUP_PAGE,
-                "offset": page * LOOKUP_PAGE,
-            }
+            params: dict[str, str | int] = {**window, "limit": LOOKUP_PAGE, "offset": page * LOOKUP_PAGE}
             try:
                 response = await self._client.get(self._url, params=params, auth=self._auth)
             except httpx.HTTPError as err:
                 raise _transport_error("flowroute", err) from err
             _raise_for_status("flowroute", response)
             records = response.json().get("data") or []
-            for record in records:
-                attributes = record.get("attributes") or {}
-                if (
-                    str(attributes.get("to", "")).lstrip("+") == to
-                    and str(attributes.get("from", "")).lstrip("+") == sender
-                    and attributes.get("body") == body
-                    and attributes.get("direction", "outbound") == "outbound"
-                ):
-                    found.append(str(record["id"]))
+            found += [(str(r["id"]), r.get("attributes") or {}) for r in records]
             if len(records) < LOOKUP_PAGE:
                 break
         return found
+
+
+def _flowroute_time(value: Any) -> datetime:
+    """An MDR's timestamp (ISO 8601, to the second); a record without a readable one counts as recent."""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.max.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class TwilioProvider:

@@ -250,6 +250,38 @@ async def test_twilio_errors(status: int, payload: dict | None, retryable: bool)
     assert caught.value.opted_out is False
 
 
+async def test_flowroute_one_scan_serves_the_doubts_of_a_crash() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def mdr(i: int, to: str, age: int) -> dict:
+        stamp = (now - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%S.00Z")
+        attributes = {
+            "to": to,
+            "from": "12025550100",
+            "body": "x",
+            "direction": "outbound",
+            "timestamp": stamp,
+        }
+        return {"id": f"mdr2-{i}", "attributes": attributes}
+
+    records = [mdr(1, "12025550123", 120), mdr(2, "12025550123", 10), mdr(3, "12025550124", 5)]
+    recorder = Recorder(lambda r: httpx.Response(200, json={"data": records}))
+    async with client_for(recorder) as client:
+        provider = FlowrouteProvider(client, flowroute_settings())
+        since = now - timedelta(seconds=30)
+        assert await provider.find_sent("12025550123", "12025550100", "x", since) == ["mdr2-2"]
+        assert await provider.find_sent("12025550124", "12025550100", "x", since) == ["mdr2-3"]
+        assert len(recorder.requests) == 1, "the second doubt reads the first one's scan"
+        # Looking further back than the scan reached takes a new one.
+        assert await provider.find_sent("12025550123", "12025550100", "x", now - timedelta(minutes=5)) == [
+            "mdr2-1",
+            "mdr2-2",
+        ]
+        assert len(recorder.requests) == 2
+
+
 async def test_twilio_lookup_reads_pages_until_before_the_claim() -> None:
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
