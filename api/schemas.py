@@ -1,11 +1,58 @@
-"""Shapes of requests and answers, for the OpenAPI document at /docs. Input is checked in validation.py."""
+"""Shapes of requests and answers. A request model is both the check and the document at /docs: its
+validator calls the parse functions of validation.py (so every 400 names its field, in the order the
+rules are checked), and its fields describe the body."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from datetime import UTC, datetime
+from typing import Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from api.validation import InvalidInput, NewReminder, parse_change, parse_new_reminder
+from workflows.models import Reschedule
 
 
-class ReminderRequest(BaseModel):
+class _Parsed(BaseModel):
+    """A request body whose validator is `_parse`; what it parsed is `parsed`."""
+
+    model_config = ConfigDict(extra="allow")
+    _parsed: Any = PrivateAttr(None)
+
+    @classmethod
+    def _parse(cls, data: Any, context: dict[str, Any]) -> Any:
+        """Each request model's rules (the parse functions of validation.py); here, none."""
+        return data
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check(cls, data: Any, handler: Any, info: ValidationInfo) -> Self:
+        parsed = cls._parse(data, info.context or {})
+        model = cls.model_construct(**(data if isinstance(data, dict) else {}))
+        model._parsed = parsed
+        return model
+
+    @classmethod
+    def read(cls, data: Any, **context: Any) -> Any:
+        """The parsed request; a body that breaks a rule raises the InvalidInput naming its field."""
+        try:
+            return cls.model_validate(data, context=context)._parsed
+        except ValidationError as err:
+            cause = err.errors()[0].get("ctx", {}).get("error")
+            if isinstance(cause, InvalidInput):
+                raise cause from None
+            raise
+
+
+class ReminderRequest(_Parsed):
     contact_number: str | int = Field(description="1XXXXXXXXXX, or E.164 such as +442071234567")
     appointment_time: str = Field(
         description="ISO 8601 with a UTC offset (2026-12-01T09:30-0500), or a wall time with `timezone`"
@@ -19,8 +66,12 @@ class ReminderRequest(BaseModel):
     timezone: str | None = Field(None, description="IANA name, e.g. America/New_York")
     language: str | None = Field(None, description="arrow locale for the date in the message, e.g. fr")
 
+    @classmethod
+    def _parse(cls, data: Any, context: dict[str, Any]) -> NewReminder:
+        return parse_new_reminder(data, context.get("now") or datetime.now(UTC), context.get("quiet"))
 
-class ReminderChange(BaseModel):
+
+class ReminderChange(_Parsed):
     appointment_time: str | None = Field(None, description="as in POST; with `timezone` to move zones")
     timezone: str | None = None
     notify_window: int | str | None = None
@@ -28,6 +79,12 @@ class ReminderChange(BaseModel):
     location: str | None = Field(None, max_length=128, description="null clears it")
     participant: str | None = Field(None, max_length=256, description="null clears it")
     language: str | None = None
+
+    @classmethod
+    def _parse(cls, data: Any, context: dict[str, Any]) -> Reschedule:
+        return parse_change(
+            data, context["current"], context.get("now") or datetime.now(UTC), context.get("quiet")
+        )
 
 
 CHANGE_REMINDER_BODY = {

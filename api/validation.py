@@ -301,7 +301,7 @@ def parse_change(body: Any, current: Any, now: datetime, quiet: QuietHours | Non
         notify_at=notify_times(
             appointment,
             windows,
-            reminder_zone(zone_name, appointment, user_dt, current["contact_number"]),
+            reminder_zone(zone_name, appointment, user_dt, current.get("contact_number")),
             quiet,
         ),
         timezone=zone_name,

@@ -35,12 +35,14 @@ from api.schemas import (
     DeletedReminder,
     MessageList,
     Reminder,
+    ReminderChange,
     ReminderList,
+    ReminderRequest,
 )
-from api.validation import InvalidInput, parse_change, parse_new_reminder, read_json
+from api.validation import InvalidInput, NewReminder, read_json
 from rules.segments import Encoding, encoding_of
 from stack.codec import contact_search_value
-from workflows.models import Purpose, ReminderInput, Status, initial_state, workflow_id
+from workflows.models import Purpose, ReminderInput, Reschedule, Status, initial_state, workflow_id
 from workflows.reminder import ReminderWorkflow
 from workflows.search import APPOINTMENT_TIME, CONTACT_NUMBER, NOTIFY_TIME, REMINDER_STATUS
 
@@ -162,7 +164,7 @@ async def create_reminder(
     ),
 ) -> dict[str, str]:
     body = await read_json(request)
-    new = parse_new_reminder(body, datetime.now(UTC), settings.quiet)
+    new: NewReminder = ReminderRequest.read(body, quiet=settings.quiet)
     request_hash = None
     reminder_id = None
     if idempotency_key is not None:
@@ -290,7 +292,9 @@ async def change_reminder(
 ) -> dict[str, Any]:
     """Reschedules or edits a reminder that is still open; absent fields keep their value."""
     current = await _existing(store, reminder_id)
-    change = parse_change(await read_json(request), current, datetime.now(UTC), services.settings.quiet)
+    change: Reschedule = ReminderChange.read(
+        await read_json(request), current=current, quiet=services.settings.quiet
+    )
     handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
         state = await handle.execute_update(ReminderWorkflow.reschedule, change)

@@ -327,3 +327,20 @@ def test_impossible_numbers_are_refused_naming_the_field(number: str) -> None:
 @pytest.mark.parametrize("number", ["12223334444", "+12223334444", "+442071234567", "+4915123456789"])
 def test_possible_numbers_pass_even_when_not_assigned(number: str) -> None:
     assert parse_contact_number(number) == number.lstrip("+")
+
+
+def test_the_request_model_is_the_check_and_the_document() -> None:
+    from api.schemas import ReminderRequest
+
+    body = {"contact_number": "12223334444", "appointment_time": "2026-12-01T10:00+00:00", "notify_window": 1}
+    parsed = ReminderRequest.read(body, now=NOW)
+    assert parsed == parse_new_reminder(body, NOW)
+    for bad in ([1], {"appointment_time": "2026-12-01T10:00+00:00"}, {**body, "notify_window": -1}):
+        with pytest.raises(InvalidInput) as by_model:
+            ReminderRequest.read(bad, now=NOW)
+        with pytest.raises(InvalidInput) as by_function:
+            parse_new_reminder(bad, NOW)
+        assert str(by_model.value) == str(by_function.value)
+    assert {"contact_number", "appointment_time", "notify_window"} <= set(
+        ReminderRequest.model_json_schema()["properties"]
+    )
