@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,16 @@ import httpx
 from devstack.embedded import free_port
 from devstack.fakes import FakeProvider, Received
 
-__all__ = ["FakeProvider", "Received", "Stack", "flowroute_env", "twilio_env", "new_number", "wait_until"]
+__all__ = [
+    "FakeProvider",
+    "Received",
+    "Stack",
+    "running_stack",
+    "flowroute_env",
+    "twilio_env",
+    "new_number",
+    "wait_until",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -155,6 +164,16 @@ class Stack:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=15, **kwargs)
+
+
+def running_stack(data_dir: Path, env: dict[str, str]) -> Iterator[Stack]:
+    """A started stack for a fixture to yield, stopped afterwards."""
+    stack = Stack(data_dir, env)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:

@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.deps import ServicesDep, StoreDep, require_api_key
+from api.deps import Services, ServicesDep, StoreDep, require_api_key
 from api.errors import ApiError
 from api.validation import InvalidInput, clean_text, parse_contact_number, read_json
 from db.store import Store
@@ -77,6 +77,22 @@ async def apply_consent(
     return await start_keyword(temporal, settings, inp, source)
 
 
+async def _by_staff(
+    services: Services, store: Store, number: str, *, opted_out: bool, note: str | None
+) -> None:
+    await apply_consent(
+        store,
+        await services.temporal(),
+        services.settings,
+        number=number,
+        opted_out=opted_out,
+        at=datetime.now(UTC),
+        source="staff",
+        message_id=f"staff:{uuid.uuid4().hex}",
+        note=note,
+    )
+
+
 def view(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "contact_number": row["contact_number"],
@@ -114,18 +130,8 @@ async def record_opt_out(request: Request, services: ServicesDep) -> dict[str, A
         raise InvalidInput("contact_number", "is required")
     number = parse_contact_number(data["contact_number"])
     note = _note(data, required=False)
-    store, temporal = await services.store(), await services.temporal()
-    await apply_consent(
-        store,
-        temporal,
-        services.settings,
-        number=number,
-        opted_out=True,
-        at=datetime.now(UTC),
-        source="staff",
-        message_id=f"staff:{uuid.uuid4().hex}",
-        note=note,
-    )
+    store = await services.store()
+    await _by_staff(services, store, number, opted_out=True, note=note)
     log.info("opt-out of %s recorded by staff", number)
     row = await store.opt_out(number)
     assert row is not None
@@ -170,17 +176,7 @@ async def opt_back_in(number: str, request: Request, services: ServicesDep) -> d
     row = await store.opt_out(contact)
     if row is None or not row["opted_out"]:
         raise ApiError(404, "this number is not opted out")
-    await apply_consent(
-        store,
-        await services.temporal(),
-        services.settings,
-        number=contact,
-        opted_out=False,
-        at=datetime.now(UTC),
-        source="staff",
-        message_id=f"staff:{uuid.uuid4().hex}",
-        note=note,
-    )
+    await _by_staff(services, store, contact, opted_out=False, note=note)
     message = "Consent recorded again; reminders will be sent to this number."
     if services.settings.provider == "twilio":
         message += " With Twilio the contact must still text START: Twilio blocks the number until then."

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devstack.fakes import FakeProvider
-from devstack.harness import Stack, flowroute_env, new_number, wait_until
+from devstack.harness import Stack, flowroute_env, new_number, running_stack, wait_until
 from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
 from tests.e2e.test_replies_e2e import flowroute_inbound
 
@@ -48,15 +48,8 @@ def provider() -> Iterator[FakeProvider]:
 @pytest.fixture(scope="module")
 def consent(tmp_path_factory: pytest.TempPathFactory, provider: FakeProvider) -> Iterator[Stack]:
     quiet = f"{QUIET_START:%H:%M}-{QUIET_END:%H:%M}"
-    s = Stack(
-        Path(tmp_path_factory.mktemp("consent")),
-        flowroute_env(provider, QUIET_HOURS=quiet, ORG_NAME="Clinic"),
-    )
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+    env = flowroute_env(provider, QUIET_HOURS=quiet, ORG_NAME="Clinic")
+    yield from running_stack(Path(tmp_path_factory.mktemp("consent")), env)
 
 
 def test_stop_texting_me_opts_the_number_out(consent: Stack, provider: FakeProvider):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from devstack.fakes import FakeProvider
-from devstack.harness import Stack, flowroute_env, new_number, twilio_env, wait_until
+from devstack.harness import Stack, flowroute_env, new_number, running_stack, twilio_env, wait_until
 from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
 from tests.e2e.test_replies_e2e import flowroute_inbound, sent_reminder
 
@@ -27,15 +27,6 @@ FAST_DOUBT = {
 }
 
 
-def _stack(root: Path, env: dict[str, str]) -> Iterator[Stack]:
-    s = Stack(root, env)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.fixture(scope="module")
 def slow() -> Iterator[FakeProvider]:
     provider = FakeProvider(latency=0.3)
@@ -46,7 +37,7 @@ def slow() -> Iterator[FakeProvider]:
 
 @pytest.fixture(scope="module")
 def flowroute(tmp_path_factory: pytest.TempPathFactory, slow: FakeProvider) -> Iterator[Stack]:
-    yield from _stack(Path(tmp_path_factory.mktemp("never-twice")), flowroute_env(slow, **FAST_DOUBT))
+    yield from running_stack(Path(tmp_path_factory.mktemp("never-twice")), flowroute_env(slow, **FAST_DOUBT))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +50,7 @@ def twilio_fake() -> Iterator[FakeProvider]:
 
 @pytest.fixture(scope="module")
 def twilio(tmp_path_factory: pytest.TempPathFactory, twilio_fake: FakeProvider) -> Iterator[Stack]:
-    yield from _stack(
+    yield from running_stack(
         Path(tmp_path_factory.mktemp("never-twice-twilio")), twilio_env(twilio_fake, **FAST_DOUBT)
     )
 
