@@ -100,7 +100,7 @@ class Arrivals:
             new = self.fake.received[self._read :]
             self._read = len(self.fake.received)
         for r in new:
-            self.by_to[r.to].append((r.at, r.text, str(r.body.get("from", ""))))
+            self.by_to[r.to].append((r.at, r.text, r.sender))
 
     def first(
         self, contacts: Iterable[str], match: Callable[[str], bool] = lambda _: True

@@ -508,8 +508,9 @@ async def pacing_phase(
     times = [at for at, _, _ in accepted]
     by_number: dict[str, list[float]] = {}
     for at, text, sender in accepted:
-        # Twilio's limit counts segments: a text of two is two sends at its instant.
-        by_number.setdefault(sender, []).extend([at] * encoding_of(text).segments)
+        # Twilio's limit counts segments (a text of two is two at its instant), Flowroute's requests.
+        weight = encoding_of(text).segments if provider == "twilio" else 1
+        by_number.setdefault(sender, []).extend([at] * weight)
     segment_times = sorted(t for ts in by_number.values() for t in ts)
     sustained = middle_rate(segment_times if provider == "twilio" else times)
     end = max(times) if len(found) == len(contacts) and times else min(time.time(), until)
