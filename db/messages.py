@@ -119,9 +119,10 @@ class MessageRows:
             limit,
         )
 
-    async def reserve_send_slot(self, sender: str, interval: float, max_wait: float) -> float | None:
-        """Takes the sender's next send slot, `interval` seconds after the one before; answers how long to
-        wait for it, or None (nothing taken) when it is further away than `max_wait`."""
+    async def reserve_send_slot(self, sender: str, interval: float, max_wait: float) -> datetime | None:
+        """Takes the sender's next send slot, `interval` seconds after the one before; answers when it is
+        (an instant, so the time this round trip took does not shift the send), or None (nothing taken)
+        when it is further away than `max_wait`."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO send_pacing (sender, next_slot) VALUES ($1, '-infinity') ON CONFLICT DO NOTHING",
@@ -142,7 +143,8 @@ class MessageRows:
                 row["slot"],
                 interval,
             )
-            return wait
+            slot: datetime = row["slot"]
+            return slot
 
     # Messages
 
