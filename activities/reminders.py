@@ -48,10 +48,9 @@ HEARTBEAT_EVERY = 2.0
 # Texts on their way to the provider at once, one connection each. More sends wait on a semaphore: a
 # thousand requests queued inside httpx's pool made it spend more time sorting its queue than sending.
 PROVIDER_CONNECTIONS = 16
-# Added to each send's spacing: a provider counting a strict one-second window must not see the jitter of
-# a busy worker's timers and the network as one more message in a second (measured: with 0.02 s, a Twilio
-# number took 2 sends in one second of a 90-reminder burst; still 0.95 of the rate).
-PACING_GUARD = 0.05
+# Each send's spacing is this much longer than the rate: a provider counting a strict one-second window must
+# not see the jitter of a busy worker's timers and the network as one more message in a second.
+PACING_GUARD = 0.03
 # How often a send waiting on another attempt's live claim looks again.
 CLAIM_POLL = 0.5
 
@@ -91,7 +90,7 @@ class ReminderActivities:
         self._provider = provider
         self._texts = texts
         self._provider_slots = asyncio.Semaphore(PROVIDER_CONNECTIONS)
-        self._send_interval = 1.0 / send_rate_per_second + PACING_GUARD if send_rate_per_second > 0 else 0.0
+        self._send_interval = (1.0 + PACING_GUARD) / send_rate_per_second if send_rate_per_second > 0 else 0.0
         self._settle = timedelta(seconds=doubt_settle)
         self._quiet = quiet
 
