@@ -51,6 +51,9 @@ PROVIDER_CONNECTIONS = 16
 # Each send's spacing is this much longer than the rate: a provider counting a strict one-second window must
 # not see the jitter of a busy worker's timers and the network as one more message in a second.
 PACING_GUARD = 0.03
+# At the fence, the gap since the key's last actual call must be the rate's interval and this much more:
+# less than PACING_GUARD, so a send on its booked slot is held back only when jitter squeezed it.
+FENCE_GUARD = 0.01
 # How often a send waiting on another attempt's live claim looks again.
 CLAIM_POLL = 0.5
 
@@ -156,13 +159,12 @@ class ReminderActivities:
         info = activity.info()
         attempt = f"{info.workflow_run_id}/{info.activity_id}/{info.attempt}/{uuid.uuid4().hex[:8]}"
         take_over: tuple[str, datetime] | None = None
-        paced = False
+        pacing = None
         while True:
             async with self._provider_slots:
-                if not paced:
+                if pacing is None and self._send_interval:
                     # One slot per send: a send waiting on another attempt's claim does not book more.
-                    await self._wait_for_send_slot(sender, first_body)
-                    paced = True
+                    pacing = await self._wait_for_send_slot(sender, first_body)
                 claim = await self._store.claim_send(
                     key=request.key,
                     reminder_id=request.reminder_id,
@@ -176,6 +178,7 @@ class ReminderActivities:
                     armed=request.armed,
                     take_over=take_over,
                     first_body=first_body if first_body != body else None,
+                    pacing=pacing,
                 )
                 if claim.claimed:
                     fence.claimed = True
@@ -193,6 +196,10 @@ class ReminderActivities:
                         "sent %s for %s as %s", request.purpose.value, request.key, provider_id, extra=extra
                     )
                     return SendResult(delivered_to_provider=True, provider_id=provider_id)
+            if claim.paced_out:
+                # The booked slot came, but the last call on this key was later than booked: wait it out.
+                await asyncio.sleep(max(claim.pace_wait or 0.0, 0.005))
+                continue
             if claim.sent_as is not None:
                 if request.mirror is not None:
                     await self._store.upsert_state(request.mirror)
@@ -270,13 +277,14 @@ class ReminderActivities:
             )
             raise ApplicationError(str(err), type="ProviderRefused", non_retryable=True) from err
 
-    async def _wait_for_send_slot(self, sender: str, body: str) -> None:
-        if not self._send_interval:
-            return
+    async def _wait_for_send_slot(self, sender: str, body: str) -> tuple[str, float]:
+        """Books this send's slot and sleeps until it; answers the pacing key and interval the fence then
+        holds it to (no sooner than that after the key's last actual call)."""
         key = self._provider.pacing_key(sender)
         # Twilio counts segments, Flowroute attempts; the longer of the two texts this send may be is booked.
         cost = encoding_of(body).segments if self._provider.counts_segments else 1
-        slot = await self._store.reserve_send_slot(key, self._send_interval * cost, MAX_PACING_WAIT)
+        interval = self._send_interval * cost
+        slot = await self._store.reserve_send_slot(key, interval, MAX_PACING_WAIT)
         if slot is None:
             raise ApplicationError(
                 f"{key} is booked for the next {MAX_PACING_WAIT:.0f} s",
@@ -284,6 +292,7 @@ class ReminderActivities:
                 next_retry_delay=timedelta(seconds=MAX_PACING_WAIT / 2),
             )
         await asyncio.sleep(max(slot.timestamp() - time.time(), 0.0))
+        return key, interval * (1.0 + FENCE_GUARD) / (1.0 + PACING_GUARD)
 
     async def _record_sent(self, request: SendRequest, provider_id: str, recorded_by: str, body: str) -> None:
         """The provider has the message: record it before anything else, or a retry would have to ask the

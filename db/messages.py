@@ -34,11 +34,24 @@ WITH gate AS (
                     SELECT 1 FROM messages WHERE contact_number = $2 AND direction = 'outbound'
                                              AND provider_id IS NOT NULL)
                 THEN $13 ELSE $4 END AS body
+), may AS (
+    -- Nothing stops this attempt's claim but, perhaps, the pacing.
+    SELECT NOT gate.opted_out AND NOT gate.withdrawn AND NOT EXISTS (
+        SELECT 1 FROM prior WHERE provider_id IS NOT NULL
+            OR (claimed_at IS NOT NULL
+                AND NOT (attempt IS NOT DISTINCT FROM $11 AND claimed_at IS NOT DISTINCT FROM $12))
+    ) AS ok FROM gate
+), pace AS (
+    -- The pacing key ($14) calls the provider no sooner than its interval ($15) after its last call.
+    UPDATE send_pacing SET last_sent = clock_timestamp()
+    WHERE $14::text IS NOT NULL AND sender = $14 AND (SELECT ok FROM may)
+      AND (last_sent IS NULL OR last_sent + make_interval(secs => $15::float8) <= clock_timestamp())
+    RETURNING 1
 ), claim AS (
     INSERT INTO messages (reminder_id, contact_number, direction, purpose, body, provider, send_key, sender,
                           attempt, claimed_at)
     SELECT $1, $2, 'outbound', $3, chosen.body, $5, $6, $9, $10, clock_timestamp()
-    FROM gate, chosen WHERE NOT opted_out AND NOT withdrawn
+    FROM gate, chosen, may WHERE may.ok AND ($14::text IS NULL OR EXISTS (SELECT 1 FROM pace))
     ON CONFLICT (send_key) DO UPDATE SET
         attempt = EXCLUDED.attempt, claimed_at = EXCLUDED.claimed_at, body = EXCLUDED.body,
         sender = EXCLUDED.sender, resent = messages.resent + (messages.claimed_at IS NOT NULL)::integer
@@ -48,7 +61,10 @@ WITH gate AS (
 )
 SELECT gate.opted_out, gate.withdrawn, prior.provider_id AS sent_as, prior.attempt AS held_by,
        prior.claimed_at AS held_since, EXISTS (SELECT 1 FROM claim) AS claimed, clock_timestamp() AS now,
-       coalesce((SELECT body FROM claim), prior.body) AS body
+       coalesce((SELECT body FROM claim), prior.body) AS body,
+       $14::text IS NOT NULL AND (SELECT ok FROM may) AND NOT EXISTS (SELECT 1 FROM pace) AS paced_out,
+       extract(epoch FROM (SELECT last_sent FROM send_pacing WHERE sender = $14)
+                          + make_interval(secs => $15::float8) - clock_timestamp())::float8 AS pace_wait
 FROM gate LEFT JOIN prior ON true
 """
 
@@ -69,6 +85,9 @@ class Claim:
     now: datetime
     body: str | None
     """The text as claimed: this attempt's, or the earlier claim's (what a doubt is looked up by)."""
+    paced_out: bool = False
+    """Nothing but the pacing stopped the claim: try again in `pace_wait` seconds."""
+    pace_wait: float | None = None
 
 
 class MessageRows:
@@ -163,6 +182,7 @@ class MessageRows:
         armed: bool,
         take_over: tuple[str, datetime] | None = None,
         first_body: str | None = None,
+        pacing: tuple[str, float] | None = None,
     ) -> Claim:
         row = await self.pool.fetchrow(
             _CLAIM_SEND,
@@ -179,6 +199,8 @@ class MessageRows:
             take_over[0] if take_over else None,
             take_over[1] if take_over else None,
             first_body,
+            pacing[0] if pacing else None,
+            pacing[1] if pacing else 0.0,
         )
         assert row is not None
         return Claim(
@@ -190,6 +212,8 @@ class MessageRows:
             held_since=row["held_since"],
             now=row["now"],
             body=row["body"],
+            paced_out=row["paced_out"],
+            pace_wait=row["pace_wait"],
         )
 
     async def release_claim(self, key: str, attempt: str) -> None:
