@@ -144,7 +144,10 @@ class ReminderActivities:
         extra = {"reminder_id": request.reminder_id}
         quiet = self.quiet_hours(request)
         if quiet is not None:
-            return quiet
+            # A retry of a send that went out just before the quiet hours began is not held by them.
+            sent_as = await self._store.sent_as(request.key) if activity.info().attempt > 1 else None
+            if sent_as is None:
+                return quiet
         text = self._texts.render(
             request.purpose,
             appt_user_dt=request.appt_user_dt,
