@@ -11,7 +11,7 @@ import pytest
 
 from devstack.fakes import FakeProvider
 from devstack.harness import Stack, flowroute_env, new_number, running_stack, wait_until
-from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
+from tests.e2e.test_reminders_e2e import appointment_in, create, create_due_now, get, iso
 from tests.e2e.test_replies_e2e import flowroute_inbound
 
 pytestmark = pytest.mark.e2e
@@ -26,13 +26,7 @@ AWAKE = "Pacific/Kiritimati"
 
 
 def due_now(stack: Stack, number: str) -> str:
-    reminder_id = create(
-        stack,
-        contact_number=number,
-        appointment_time=iso(appointment_in(timedelta(minutes=30))),
-        notify_window=1,
-        timezone=AWAKE,
-    )
+    reminder_id = create_due_now(stack, number, timezone=AWAKE)
     wait_until(lambda: get(stack, reminder_id)["reminder_sent"], what="reminder sent")
     return reminder_id
 

@@ -13,7 +13,7 @@ import pytest
 
 from devstack.fakes import FakeProvider
 from devstack.harness import Stack, flowroute_env, new_number, running_stack, twilio_env, wait_until
-from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
+from tests.e2e.test_reminders_e2e import create_due_now, get
 from tests.e2e.test_replies_e2e import flowroute_inbound, sent_reminder
 
 pytestmark = pytest.mark.e2e
@@ -66,15 +66,7 @@ def outbound(stack: Stack, reminder_id: str) -> list[dict]:
 
 def test_a_burst_behind_a_slow_provider_sends_each_once(flowroute: Stack, slow: FakeProvider):
     contacts = [new_number() for _ in range(40)]
-    ids = [
-        create(
-            flowroute,
-            contact_number=n,
-            appointment_time=iso(appointment_in(timedelta(minutes=30))),
-            notify_window=1,
-        )
-        for n in contacts
-    ]
+    ids = [create_due_now(flowroute, n) for n in contacts]
     for number in contacts:
         slow.wait_for(number, 1, timeout=60)
     wait_until(lambda: all(get(flowroute, i)["reminder_sent"] for i in ids), timeout=30, what="all recorded")
@@ -92,12 +84,7 @@ def test_taken_then_no_answer_is_found_at_the_provider_not_sent_again(
     number = new_number()
     slow.receipts = False
     setattr(slow, fault, 1)
-    reminder_id = create(
-        flowroute,
-        contact_number=number,
-        appointment_time=iso(appointment_in(timedelta(minutes=30))),
-        notify_window=1,
-    )
+    reminder_id = create_due_now(flowroute, number)
     state = wait_until(
         lambda: (r := get(flowroute, reminder_id))["reminder_sent"] and r, timeout=30, what="recorded"
     )
@@ -114,12 +101,7 @@ def test_a_502_the_provider_did_not_take_is_sent_again_once(flowroute: Stack, sl
     number = new_number()
     attempts = slow.attempts
     slow.script.append(502)
-    reminder_id = create(
-        flowroute,
-        contact_number=number,
-        appointment_time=iso(appointment_in(timedelta(minutes=30))),
-        notify_window=1,
-    )
+    reminder_id = create_due_now(flowroute, number)
     wait_until(lambda: get(flowroute, reminder_id)["reminder_sent"], timeout=30, what="recorded")
     assert len(slow.to(number)) == 1
     assert slow.attempts >= attempts + 2
@@ -174,12 +156,7 @@ def test_a_late_start_never_undoes_a_later_stop(flowroute: Stack, slow: FakeProv
 
     keyword("STOP", now)
     keyword("START", now - timedelta(seconds=5))  # sent before the STOP, delivered after it
-    reminder_id = create(
-        flowroute,
-        contact_number=number,
-        appointment_time=iso(appointment_in(timedelta(minutes=30))),
-        notify_window=1,
-    )
+    reminder_id = create_due_now(flowroute, number)
     wait_until(lambda: get(flowroute, reminder_id)["status"] == "opted_out", timeout=20, what="opted out")
     assert [m.text for m in slow.to(number) if "appointment on" in m.text] == []
 
@@ -200,12 +177,7 @@ def test_twilio_taken_then_cut_is_found_and_its_status_recorded(twilio: Stack, t
     number = new_number()
     twilio_fake.receipts = False
     twilio_fake.drop_after_accept = 1
-    reminder_id = create(
-        twilio,
-        contact_number=number,
-        appointment_time=iso(appointment_in(timedelta(minutes=30))),
-        notify_window=1,
-    )
+    reminder_id = create_due_now(twilio, number)
     wait_until(lambda: get(twilio, reminder_id)["reminder_sent"], timeout=30, what="recorded")
     time.sleep(2)
     taken = twilio_fake.to(number)
@@ -213,12 +185,7 @@ def test_twilio_taken_then_cut_is_found_and_its_status_recorded(twilio: Stack, t
     assert outbound(twilio, reminder_id)[0]["provider_id"] == taken[0].id
     twilio_fake.receipts = True
     # The status callback still works for the next send.
-    reminder_id = create(
-        twilio,
-        contact_number=number,
-        appointment_time=iso(appointment_in(timedelta(minutes=40))),
-        notify_window=1,
-    )
+    reminder_id = create_due_now(twilio, number, minutes=40)
     taken = twilio_fake.wait_for(number, 2)
     sent = wait_until(
         lambda: (m := outbound(twilio, reminder_id)) and m[0]["delivery_status"] and m, what="status"

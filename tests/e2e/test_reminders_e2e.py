@@ -34,6 +34,17 @@ def create(stack: Stack, **fields) -> str:
     return body["reminder_id"]
 
 
+def create_due_now(stack: Stack, number: str, minutes: int = 30, **fields) -> str:
+    """A reminder whose notify time (one hour before an appointment `minutes` away) has passed: it goes at once."""
+    return create(
+        stack,
+        contact_number=number,
+        appointment_time=iso(appointment_in(timedelta(minutes=minutes))),
+        notify_window=1,
+        **fields,
+    )
+
+
 def get(stack: Stack, reminder_id: str) -> dict:
     with stack.client() as http:
         response = http.get(f"/reminder/{reminder_id}")
