@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events.signing import secret_bytes
 from rules.schedule import QuietHours
 
 DEFAULT_REMINDER = (
@@ -30,6 +32,7 @@ DEFAULT_HELP_NO_CONTACT = (
     "Reply STOP to opt out. Msg & data rates may apply."
 )
 DEFAULT_OPT_OUT_LINE = "Reply STOP to opt out."
+DEFAULT_STAFF_REPLY = "[{org}]\n{body}"
 
 
 class Settings(BaseSettings):
@@ -76,6 +79,8 @@ class Settings(BaseSettings):
     msg_opt_out: str = DEFAULT_OPT_OUT
     msg_opt_in: str = DEFAULT_OPT_IN
     msg_help: str = DEFAULT_HELP
+    msg_staff_reply: str = DEFAULT_STAFF_REPLY
+    """A reply written by staff from the inbox; {body} is their text."""
     msg_opt_out_line: str = DEFAULT_OPT_OUT_LINE
     """Ends the first text sent to a number and "did not understand"; empty turns it off."""
     smart_encoding: bool = True
@@ -90,6 +95,14 @@ class Settings(BaseSettings):
     """A claimed send with no answer is looked up at the provider this long after its call began."""
     quiet_hours: str | None = "21:00-08:00"
     """No reminder goes out in this daily window of the recipient's local time; `off` turns it off."""
+    event_webhook_url: str | None = None
+    """Where events are POSTed (Standard Webhooks); several, comma-separated."""
+    event_webhook_secret: str | None = None
+    """`whsec_` and base64: signs every event (webhook-signature)."""
+    event_retention_days: float = 7.0
+    """Events are kept this long; a receiver down longer loses the oldest (counted and logged)."""
+    org_timezone: str = "UTC"
+    """The clinic's zone: dates in reports, the list's day filter and the front desk."""
     reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
     worker_cache_size: int = 10000
@@ -110,6 +123,7 @@ class Settings(BaseSettings):
         "msg_opt_out",
         "msg_opt_in",
         "msg_help",
+        "msg_staff_reply",
         "msg_opt_out_line",
     )
     @classmethod
@@ -152,6 +166,26 @@ class Settings(BaseSettings):
         if self.send_rate_per_second is not None:
             return self.send_rate_per_second
         return {"flowroute": 5.0, "twilio": 1.0}.get(self.provider, 0.0)
+
+    @field_validator("event_webhook_secret")
+    @classmethod
+    def _secret_readable(cls, value: str | None) -> str | None:
+        if value:
+            secret_bytes(value)  # a bad value stops the start, naming the setting
+        return value or None
+
+    @field_validator("org_timezone")
+    @classmethod
+    def _zone_known(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"ORG_TIMEZONE {value!r} is not an IANA time zone") from err
+        return value
+
+    @property
+    def event_receivers(self) -> list[str]:
+        return [u.strip() for u in (self.event_webhook_url or "").split(",") if u.strip()]
 
     @property
     def api_key_list(self) -> list[str]:

@@ -19,11 +19,13 @@ from activities.providers import provider_from_settings
 from activities.reminders import PROVIDER_CONNECTIONS, ReminderActivities
 from activities.texts import texts_from_settings
 from db.store import Store, create_pool
+from events.dispatch import Dispatcher
 from settings import Settings, get_settings
 from stack.clients import connect_temporal, metrics_runtime
 from stack.logs import setup_logging
 from stack.reconcile import reconcile_forever
 from workflows.keyword import KeywordWorkflow
+from workflows.outbound import OutboundWorkflow
 from workflows.reminder import ReminderWorkflow
 
 log = logging.getLogger("reminders.worker")
@@ -51,7 +53,7 @@ def build_worker(settings: Settings, client: Client, activities: ReminderActivit
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ReminderWorkflow, KeywordWorkflow],
+        workflows=[ReminderWorkflow, KeywordWorkflow, OutboundWorkflow],
         activities=activities.all(),
         max_cached_workflows=settings.worker_cache_size,
         max_concurrent_workflow_task_polls=settings.worker_workflow_pollers,
@@ -92,21 +94,29 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
             doubt_settle=settings.send_doubt_settle,
             quiet=settings.quiet,
         )
+        # Events go out on their own connections: a slow receiver never holds up a text.
+        event_http = await stack.enter_async_context(httpx.AsyncClient())
+        events = Dispatcher(
+            store,
+            event_http,
+            settings.event_receivers,
+            settings.event_webhook_secret,
+            settings.event_retention_days,
+        )
         compile_workflow_modules()
         worker = build_worker(settings, client, activities)
         async with worker:
             log.info("worker polling task queue %s (provider %s)", settings.task_queue, settings.provider)
             if ready_file is not None:
                 ready_file.write_text(str(os.getpid()))
-            reconciling = None
+            background = [asyncio.create_task(events.run(stop))]
             if settings.reconcile_interval > 0:
-                reconciling = asyncio.create_task(
-                    reconcile_forever(client, store, settings.reconcile_interval, stop)
+                background.append(
+                    asyncio.create_task(reconcile_forever(client, store, settings.reconcile_interval, stop))
                 )
             await stop.wait()
             log.info("worker shutting down")
-            if reconciling is not None:
-                await reconciling
+            await asyncio.gather(*background)
 
 
 def main() -> None:

@@ -154,6 +154,7 @@ class ReminderActivities:
             location=request.location,
             participant=request.participant,
             language=request.language,
+            body=request.body,
         )
         body = self._texts.finish(text, request.purpose, first_to_number=False)
         # The fence picks this one if the number has never been sent a text (the opt-out line, CTIA).

@@ -44,7 +44,14 @@ def context_of(location: str | None, participant: str | None) -> str:
 
 # Texts that may end with the opt-out line: the first text to a number (CTIA) and "did not understand".
 OPT_OUT_LINE_PURPOSES = frozenset(
-    {Purpose.REMINDER, Purpose.CONFIRMATION, Purpose.CANCELLATION, Purpose.UNPARSABLE}
+    {
+        Purpose.REMINDER,
+        Purpose.RESEND,
+        Purpose.STAFF_REPLY,
+        Purpose.CONFIRMATION,
+        Purpose.CANCELLATION,
+        Purpose.UNPARSABLE,
+    }
 )
 
 
@@ -76,8 +83,10 @@ class Texts:
         location: str | None = None,
         participant: str | None = None,
         language: str | None = None,
+        body: str | None = None,
     ) -> str:
         fields = {
+            "body": body or "",
             "org": self.org,
             "when": "",
             "context": context_of(location, participant),
@@ -98,6 +107,8 @@ def texts_from_settings(settings: Settings) -> Texts:
         smart_encoding=settings.smart_encoding,
         templates={
             Purpose.REMINDER: settings.msg_reminder,
+            Purpose.RESEND: settings.msg_reminder,
+            Purpose.STAFF_REPLY: settings.msg_staff_reply,
             Purpose.CONFIRMATION: settings.msg_confirmation,
             Purpose.CANCELLATION: settings.msg_cancellation,
             Purpose.UNPARSABLE: settings.msg_unparsable,

@@ -13,7 +13,7 @@ from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
 from api.metrics import router as metrics_router
-from api.routes import health, opt_outs, reminders, webhooks
+from api.routes import events, health, inbox, opt_outs, reminders, reports, webhooks
 from settings import Settings, get_settings
 from stack.logs import setup_logging
 
@@ -48,6 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reminders.router)
     app.include_router(opt_outs.router)
     app.include_router(webhooks.router)
+    app.include_router(inbox.router)
+    app.include_router(events.router)
+    app.include_router(reports.router)
     return app
 
 

@@ -130,6 +130,8 @@ class Reminder(BaseModel):
     status: str
     segments: int | None = None
     reason: str | None = None
+    delivery_status: str | None = None
+    sent_at: str | None = None
 
 
 class ReminderList(BaseModel):
@@ -138,6 +140,9 @@ class ReminderList(BaseModel):
 
 
 class Message(BaseModel):
+    message_id: str
+    reminder_id: str | None = None
+    contact_number: str
     direction: str
     body: str
     provider_id: str | None
@@ -146,7 +151,52 @@ class Message(BaseModel):
     purpose: str | None
     encoding: str | None = None
     segments: int | None = None
+    needs_attention: bool = False
 
 
 class MessageList(BaseModel):
     messages: list[Message]
+
+
+class InboxItem(BaseModel):
+    message: Message
+    reminder: Reminder | None
+    conversation: list[Message]
+
+
+class Inbox(BaseModel):
+    items: list[InboxItem]
+    count: int
+    next_cursor: str | None = None
+
+
+class Event(BaseModel):
+    id: str
+    type: str
+    timestamp: str
+    data: dict[str, Any]
+
+
+class EventList(BaseModel):
+    events: list[Event]
+    next_since: str | None = None
+
+
+class ReportDay(BaseModel):
+    date: str
+    scheduled: int
+    sent: int
+    delivered: int
+    confirmed: int
+    declined: int
+    no_answer: int
+    opted_out: int
+    failed: int
+    confirmation_rate: float | None
+    no_answer_rate: float | None
+
+
+class DailyReport(BaseModel):
+    timezone: str
+    days: list[ReportDay]
+    total: ReportDay

@@ -69,6 +69,25 @@ FROM gate LEFT JOIN prior ON true
 """
 
 
+# The texts whose delivery a reminder shows: its reminder text and a deliberate resend of it.
+REMINDER_TEXTS = ("reminder", "resend")
+# A receipt for a message, and for the reminder whose newest reminder text it is, in one statement.
+_RECEIPT = """
+WITH m AS (
+    UPDATE messages SET {set} delivery_status = $2, delivery_at = now() WHERE {where}
+    RETURNING id, reminder_id, purpose
+), r AS (
+    UPDATE reminders SET delivery_status = $2 FROM m
+    WHERE m.purpose = ANY($3::text[]) AND reminders.reminder_id = m.reminder_id
+      AND reminders.delivery_status IS DISTINCT FROM $2
+      AND m.id >= coalesce((SELECT max(x.id) FROM messages x WHERE x.reminder_id = m.reminder_id
+                            AND x.purpose = ANY($3::text[]) AND x.provider_id IS NOT NULL), 0)
+    RETURNING 1
+)
+SELECT count(*) > 0 FROM m
+"""
+
+
 @dataclass(frozen=True)
 class Claim:
     """What a send found at the fence, right before calling the provider."""
@@ -93,50 +112,7 @@ class Claim:
 class MessageRows:
     pool: asyncpg.Pool
 
-    # Opt-outs
-
-    async def set_consent(
-        self,
-        contact_number: str,
-        opted_out: bool,
-        *,
-        at: datetime,
-        source: str,
-        message_id: str | None = None,
-        note: str | None = None,
-    ) -> bool:
-        """Records an opt-out or opt-in made at `at` (the provider's time where it gives one). An older change
-        arriving late does not undo a newer one; at the same instant a STOP wins. True when it took effect."""
-        status = await self.pool.execute(
-            "INSERT INTO opt_outs (contact_number, opted_out, changed_at, source, message_id, note)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (contact_number) DO UPDATE SET opted_out = EXCLUDED.opted_out,"
-            " changed_at = EXCLUDED.changed_at, source = EXCLUDED.source, message_id = EXCLUDED.message_id,"
-            " note = EXCLUDED.note, updated_at = now()"
-            " WHERE opt_outs.changed_at < EXCLUDED.changed_at"
-            " OR (opt_outs.changed_at = EXCLUDED.changed_at AND EXCLUDED.opted_out AND NOT opt_outs.opted_out)",
-            contact_number,
-            opted_out,
-            at,
-            source,
-            message_id,
-            note,
-        )
-        return status.endswith(" 1")
-
     # Pacing
-
-    async def opt_out(self, contact_number: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow("SELECT * FROM opt_outs WHERE contact_number = $1", contact_number)
-
-    async def list_opt_outs(self, *, limit: int, after: str | None = None) -> list[asyncpg.Record]:
-        """The numbers opted out now, by number."""
-        return await self.pool.fetch(
-            "SELECT * FROM opt_outs WHERE opted_out AND ($1::text IS NULL OR contact_number > $1)"
-            " ORDER BY contact_number LIMIT $2",
-            after,
-            limit,
-        )
 
     async def reserve_send_slot(self, sender: str, interval: float, max_wait: float) -> datetime | None:
         """Takes the sender's next send slot, `interval` seconds after the one before; answers when it is
@@ -267,15 +243,31 @@ class MessageRows:
             recorded_by,
             *encoding,
         )
+        # The reminder shows its newest text's delivery (a receipt may have come before the answer).
+        await self.pool.execute(
+            "UPDATE reminders r SET delivery_status = m.delivery_status FROM messages m"
+            " WHERE m.send_key = $1 AND m.purpose = ANY($2::text[]) AND r.reminder_id = m.reminder_id"
+            " AND r.delivery_status IS DISTINCT FROM m.delivery_status",
+            key,
+            list(REMINDER_TEXTS),
+        )
 
     async def record_inbound(
-        self, *, provider: str, provider_id: str, contact_number: str, body: str, reminder_id: str | None
+        self,
+        *,
+        provider: str,
+        provider_id: str,
+        contact_number: str,
+        body: str,
+        reminder_id: str | None,
+        needs_attention: bool = False,
     ) -> tuple[bool, str | None]:
         """Stores a received text once per provider message. Answers whether this call stored it, and the
-        reminder it belongs to: a webhook delivered again goes to the reminder the first delivery went to."""
+        reminder it belongs to: a webhook delivered again goes to the reminder the first delivery went to.
+        `needs_attention` puts it in the inbox (with no reminder to take it: the reply after the window)."""
         row = await self.pool.fetchrow(
-            "INSERT INTO messages (reminder_id, contact_number, direction, body, provider, provider_id)"
-            " VALUES ($1, $2, 'inbound', $3, $4, $5)"
+            "INSERT INTO messages (reminder_id, contact_number, direction, body, provider, provider_id,"
+            " needs_attention) VALUES ($1, $2, 'inbound', $3, $4, $5, $6)"
             " ON CONFLICT (provider, provider_id) WHERE direction = 'inbound'"
             " DO UPDATE SET provider = EXCLUDED.provider"
             " RETURNING reminder_id, (xmax = 0) AS inserted",
@@ -284,6 +276,7 @@ class MessageRows:
             body,
             provider,
             provider_id,
+            needs_attention,
         )
         assert row is not None
         return row["inserted"], row["reminder_id"]
@@ -295,23 +288,25 @@ class MessageRows:
         send could not record; for an id not known yet it is kept and taken in when the id is recorded."""
         async with self.pool.acquire() as conn:
             if send_key is not None:
-                status = await conn.execute(
-                    "UPDATE messages SET provider_id = coalesce(provider_id, $1),"
-                    " recorded_by = coalesce(recorded_by, 'receipt'), delivery_status = $2, delivery_at = now()"
-                    " WHERE send_key = $3 AND direction = 'outbound' AND (provider_id IS NULL OR provider_id = $1)",
+                found = await conn.fetchval(
+                    _RECEIPT.format(
+                        set="provider_id = coalesce(provider_id, $1), recorded_by = coalesce(recorded_by, 'receipt'),",
+                        where="send_key = $4 AND direction = 'outbound' AND (provider_id IS NULL OR provider_id = $1)",
+                    ),
                     provider_id,
                     delivery_status,
+                    list(REMINDER_TEXTS),
                     send_key,
                 )
-                if not status.endswith(" 0"):
+                if found:
                     return True
-            status = await conn.execute(
-                "UPDATE messages SET delivery_status = $2, delivery_at = now()"
-                " WHERE provider_id = $1 AND direction = 'outbound'",
+            found = await conn.fetchval(
+                _RECEIPT.format(set="", where="provider_id = $1 AND direction = 'outbound'"),
                 provider_id,
                 delivery_status,
+                list(REMINDER_TEXTS),
             )
-            if not status.endswith(" 0"):
+            if found:
                 return True
             await conn.execute(
                 "INSERT INTO delivery_receipts (provider_id, delivery_status) VALUES ($1, $2)"

@@ -12,7 +12,10 @@ from typing import Any
 
 import asyncpg
 
+from db.consent import ConsentRows
+from db.events import EventRows
 from db.messages import MessageRows
+from db.reports import ReportRows
 from db.state import STATE_ARGS, STATE_COLUMNS, STATE_VALUES, UPSERT_STATE, state_args
 from workflows.models import OPEN_STATUSES, ReminderState, Status
 
@@ -43,7 +46,7 @@ async def create_pool(dsn: str, *, min_size: int = 0, max_size: int = 10) -> asy
     return pool
 
 
-class Store(MessageRows):
+class Store(MessageRows, ConsentRows, EventRows, ReportRows):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
@@ -153,9 +156,18 @@ class Store(MessageRows):
         after: tuple[datetime, str] | None = None,
         status: str | None = None,
         contact_number: str | None = None,
+        appointment_from: datetime | None = None,
+        appointment_to: datetime | None = None,
     ) -> Page:
+        """A page of reminders by appointment; `appointment_to` is exclusive."""
         where = ["deleted_at IS NULL"]
         args: list[Any] = []
+        if appointment_from is not None:
+            args.append(appointment_from)
+            where.append(f"appointment >= ${len(args)}")
+        if appointment_to is not None:
+            args.append(appointment_to)
+            where.append(f"appointment < ${len(args)}")
         if status is not None:
             args.append(status)
             where.append(f"status = ${len(args)}")

@@ -12,6 +12,7 @@ from enum import Enum
 
 WORKFLOW_ID_PREFIX = "reminder-"
 KEYWORD_WORKFLOW_ID_PREFIX = "keyword-"
+OUTBOUND_WORKFLOW_ID_PREFIX = "outbound-"
 
 # The steps a reminder's workflow takes, fixed at its start. Until the first release is tagged there is one
 # version and a change of steps records the replay histories again; from then on a change of steps raises
@@ -65,6 +66,10 @@ class Purpose(str, Enum):
     OPT_OUT = "opt_out"
     OPT_IN = "opt_in"
     HELP = "help"
+    STAFF_REPLY = "staff_reply"
+    """A person's answer from the inbox: the text is theirs."""
+    RESEND = "resend"
+    """The reminder text sent again on purpose by staff: its own send key, never a duplicate."""
 
 
 class Answer(str, Enum):
@@ -256,6 +261,8 @@ class SendRequest:
     timezone: str | None = None
     armed: bool = False
     """Sent only while the mirror's `wanted_send` is this request's key and the reminder is not deleted."""
+    body: str | None = None
+    """A text written by a person (a staff reply), sent as it is."""
 
 
 @dataclass
@@ -292,3 +299,10 @@ class OptOut:
 @dataclass
 class OpenReminders:
     reminder_ids: list[str]
+
+
+@dataclass
+class OutboundInput:
+    """One text a person asked for: a reply from the inbox, or a reminder sent again."""
+
+    request: SendRequest

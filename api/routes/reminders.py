@@ -9,11 +9,13 @@ import json
 import logging
 import re
 import uuid
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
@@ -25,6 +27,8 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.texts import Texts
+from api.csv import CSV_FIELDS, csv_cell, csv_line
+from api.dates import parse_range, zone_or
 from api.deps import ServicesDep, SettingsDep, StoreDep, TemporalDep, require_api_key
 from api.errors import ApiError, Unavailable
 from api.metrics import CREATED, DELETED
@@ -40,6 +44,7 @@ from api.schemas import (
     ReminderRequest,
 )
 from api.validation import InvalidInput, NewReminder, read_json
+from db.views import message_view, reminder_view
 from rules.segments import Encoding, encoding_of
 from stack.codec import contact_search_value
 from workflows.models import Purpose, ReminderInput, Reschedule, Status, initial_state, workflow_id
@@ -49,7 +54,6 @@ from workflows.search import APPOINTMENT_TIME, CONTACT_NUMBER, NOTIFY_TIME, REMI
 log = logging.getLogger("reminders.api")
 router = APIRouter(prefix="/reminder", tags=["reminders"], dependencies=[Depends(require_api_key)])
 
-SYS_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 LISTED_STATUSES = sorted(s.value for s in Status if s is not Status.DELETED)
@@ -59,33 +63,6 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("5d0c7d1e-3f2a-4b8e-9c61-2f6e1b4a9d70")
 # Anything else (a NUL, a lone surrogate) would reach PostgreSQL only to fail there as a 500.
 REMINDER_ID = re.compile(r"[0-9a-f]{32}")
 CONTACT_FILTER = re.compile(r"[0-9]{1,15}")
-
-
-def _sys_dt(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime(SYS_DT_FORMAT) if value is not None else None
-
-
-def reminder_view(row: asyncpg.Record) -> dict[str, Any]:
-    notify_times = list(row["notify_times"])
-    return {
-        "reminder_id": row["reminder_id"],
-        "contact_number": row["contact_number"],
-        "appt_user_dt": row["appt_user_dt"],
-        "appt_sys_dt": _sys_dt(row["appointment"]),
-        "notify_sys_dt": _sys_dt(notify_times[0]) if notify_times else None,
-        "notify_sys_dts": [_sys_dt(t) for t in notify_times],
-        "notify_windows": list(row["notify_windows"]),
-        "location": row["location"],
-        "participant": row["participant"],
-        "timezone": row["timezone"],
-        "language": row["language"],
-        "reminder_sent": row["reminder_sent"],
-        "will_attend": row["will_attend"],
-        "confirm_sent": row["confirm_sent"],
-        "status": row["status"],
-        "segments": row["segments"],
-        "reason": row["reason"],
-    }
 
 
 # A reminder text longer than this many segments costs enough to say so at create.
@@ -226,14 +203,27 @@ def _encode_cursor(after: tuple[datetime, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps([after[0].isoformat(), after[1]]).encode()).decode()
 
 
-@router.get("", response_model=ReminderList)
+@router.get(
+    "",
+    response_model=ReminderList,
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with Accept: text/csv"}},
+)
 async def list_reminders(
     store: StoreDep,
+    settings: SettingsDep,
     limit: int = Query(LIST_LIMIT_DEFAULT, description=f"1 to {LIST_LIMIT_MAX}"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
     status: str | None = Query(None, description=", ".join(LISTED_STATUSES)),
     contact_number: str | None = Query(None, description="digits, as the API returns them"),
-) -> dict[str, Any]:
+    start: str | None = Query(
+        None, alias="from", description="appointments from: an ISO 8601 instant, or a date in `timezone`"
+    ),
+    end: str | None = Query(None, alias="to", description="appointments to (a date includes that whole day)"),
+    timezone: str | None = Query(
+        None, description="the zone of `from` and `to` dates (default ORG_TIMEZONE)"
+    ),
+    accept: str | None = Header(None),
+) -> Any:
     if not 1 <= limit <= LIST_LIMIT_MAX:
         raise InvalidInput("limit", f"must be between 1 and {LIST_LIMIT_MAX}")
     if status is not None and status not in LISTED_STATUSES:
@@ -242,16 +232,40 @@ async def list_reminders(
         contact_number = contact_number.strip().lstrip("+")
         if not CONTACT_FILTER.fullmatch(contact_number):
             raise InvalidInput("contact_number", "must be the digits of a contact number")
-    page = await store.list_page(
-        limit=limit,
-        after=_decode_cursor(cursor) if cursor else None,
-        status=status,
-        contact_number=contact_number,
-    )
+    span = parse_range(start, end, zone_or(timezone, settings.org_timezone))
+    filters: dict[str, Any] = {
+        "status": status,
+        "contact_number": contact_number,
+        "appointment_from": span.start,
+        "appointment_to": span.end,
+    }
+    after = _decode_cursor(cursor) if cursor else None
+    if accept is not None and "text/csv" in accept:
+        # The whole selection, page by page: an export is every row, not the first page.
+        return StreamingResponse(
+            csv_rows(store, filters, after),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="reminders.csv"'},
+        )
+    page = await store.list_page(limit=limit, after=after, **filters)
     body: dict[str, Any] = {"reminders": [reminder_view(r) for r in page.rows]}
     if page.next_after is not None:
         body["next_cursor"] = _encode_cursor(page.next_after)
     return body
+
+
+async def csv_rows(
+    store: StoreDep, filters: dict[str, Any], after: tuple[datetime, str] | None
+) -> AsyncIterator[str]:
+    yield csv_line(CSV_FIELDS)
+    while True:
+        page = await store.list_page(limit=LIST_LIMIT_MAX, after=after, **filters)
+        for row in page.rows:
+            view = reminder_view(row)
+            yield csv_line([csv_cell(view[name]) for name in CSV_FIELDS])
+        if page.next_after is None:
+            return
+        after = page.next_after
 
 
 async def _existing(store: StoreDep, reminder_id: str) -> asyncpg.Record:
@@ -269,21 +283,7 @@ async def get_reminder(reminder_id: str, store: StoreDep) -> dict[str, Any]:
 @router.get("/{reminder_id}/messages", response_model=MessageList)
 async def get_messages(reminder_id: str, store: StoreDep) -> dict[str, Any]:
     await _existing(store, reminder_id)
-    return {
-        "messages": [
-            {
-                "direction": m["direction"],
-                "body": m["body"],
-                "provider_id": m["provider_id"],
-                "at": m["at"].astimezone(UTC).isoformat(),
-                "delivery_status": m["delivery_status"],
-                "purpose": m["purpose"],
-                "encoding": m["encoding"],
-                "segments": m["segments"],
-            }
-            for m in await store.messages(reminder_id)
-        ]
-    }
+    return {"messages": [message_view(m) for m in await store.messages(reminder_id)]}
 
 
 @router.patch("/{reminder_id}", response_model=Reminder, openapi_extra=CHANGE_REMINDER_BODY)

@@ -116,12 +116,18 @@ async def _route_inbound(
         )
         return intent.value if fresh else "duplicate"
     routed = await store.route_reply(sender)
-    # A message delivered again goes where it went the first time, never to a second reminder.
+    # A message delivered again goes where it went the first time, never to a second reminder. A person
+    # reads what no reminder can take (after the answer window) and what was not understood.
     _, reminder_id = await store.record_inbound(
-        provider=provider, provider_id=provider_id, contact_number=sender, body=body, reminder_id=routed
+        provider=provider,
+        provider_id=provider_id,
+        contact_number=sender,
+        body=body,
+        reminder_id=routed,
+        needs_attention=routed is None or intent == Intent.UNKNOWN,
     )
     if reminder_id is None:
-        log.info("text from %s matches no open reminder", sender)
+        log.info("text from %s matches no open reminder: in the inbox", sender)
         return "unmatched"
     handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
@@ -129,6 +135,7 @@ async def _route_inbound(
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
+        await store.flag_attention(provider, provider_id)
         return "closed"
     log.info("reply routed to reminder %s", reminder_id, extra={"reminder_id": reminder_id})
     return "routed"

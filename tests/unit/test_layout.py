@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ["workflows", "activities", "api", "db", "rules", "stack", "worker.py", "settings.py"]
+PRODUCT = ["workflows", "activities", "api", "db", "events", "rules", "stack", "worker.py", "settings.py"]
 
 
 def imported_modules(path: Path) -> set[str]:

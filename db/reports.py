@@ -1,0 +1,43 @@
+"""Who is coming: per-day counts of a range of appointments, in a time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+# One row per local day that has appointments. "No answer" is a reminder that went out and was not answered
+# (still waiting, or closed unanswered); failed includes a reminder quiet hours kept from going out.
+_DAILY = """
+SELECT (appointment AT TIME ZONE $3)::date AS day,
+       count(*) AS scheduled,
+       count(*) FILTER (WHERE reminder_sent) AS sent,
+       count(*) FILTER (WHERE lower(delivery_status) = 'delivered') AS delivered,
+       count(*) FILTER (WHERE status = 'confirmed') AS confirmed,
+       count(*) FILTER (WHERE status = 'declined') AS declined,
+       count(*) FILTER (WHERE status IN ('awaiting_reply', 'no_response')) AS no_answer,
+       count(*) FILTER (WHERE status = 'opted_out') AS opted_out,
+       count(*) FILTER (WHERE status IN ('failed', 'not_sent')) AS failed
+FROM reminders
+WHERE deleted_at IS NULL AND appointment >= $1 AND appointment < $2
+GROUP BY 1 ORDER BY 1
+"""
+
+REPORT_COUNTS = (
+    "scheduled",
+    "sent",
+    "delivered",
+    "confirmed",
+    "declined",
+    "no_answer",
+    "opted_out",
+    "failed",
+)
+
+
+class ReportRows:
+    pool: asyncpg.Pool
+
+    async def daily_counts(self, start: datetime, end: datetime, timezone: str) -> list[asyncpg.Record]:
+        """Counts per local day of the appointments in [start, end)."""
+        return await self.pool.fetch(_DAILY, start, end, timezone)
