@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     smart_encoding: bool = True
 
     api_keys: str | None = None
+    desk_secret: str | None = None
+    """Signs the front desk's session cookies (default: derived from API_KEYS, so it survives restarts)."""
     webhook_token: str | None = None
 
     send_rate_per_second: float | None = None

@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.deps import Services
+from api.desk import install as install_desk
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
 from api.metrics import router as metrics_router
-from api.routes import events, health, inbox, opt_outs, reminders, reports, webhooks
+from api.routes import events, health, inbox, opt_outs, reminders, reports, resend, webhooks
 from settings import Settings, get_settings
 from stack.logs import setup_logging
 
@@ -46,11 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(reminders.router)
+    app.include_router(resend.router)
     app.include_router(opt_outs.router)
     app.include_router(webhooks.router)
     app.include_router(inbox.router)
     app.include_router(events.router)
     app.include_router(reports.router)
+    install_desk(app)
     return app
 
 

@@ -140,14 +140,18 @@ async def create_reminder(
         None, description="the same key with the same body creates one reminder however often it is sent"
     ),
 ) -> dict[str, str]:
-    body = await read_json(request)
+    return await create_from(await read_json(request), services, idempotency_key)
+
+
+async def create_from(body: Any, services: ServicesDep, idem: str | None) -> dict[str, str]:
+    settings = services.settings
     new: NewReminder = ReminderRequest.read(body, quiet=settings.quiet)
     request_hash = None
     reminder_id = None
-    if idempotency_key is not None:
-        if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+    if idem is not None:
+        if not 1 <= len(idem) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidInput("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
-        reminder_id = uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key).hex
+        reminder_id = uuid.uuid5(IDEMPOTENCY_NAMESPACE, idem).hex
         request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     inp = new.to_input(reminder_id)
     if settings.payload_encryption_key:
@@ -291,10 +295,13 @@ async def change_reminder(
     reminder_id: str, request: Request, store: StoreDep, temporal: TemporalDep, services: ServicesDep
 ) -> dict[str, Any]:
     """Reschedules or edits a reminder that is still open; absent fields keep their value."""
+    return await apply_change(reminder_id, await read_json(request), services)
+
+
+async def apply_change(reminder_id: str, data: Any, services: ServicesDep) -> dict[str, Any]:
+    store, temporal = await services.store(), await services.temporal()
     current = await _existing(store, reminder_id)
-    change: Reschedule = ReminderChange.read(
-        await read_json(request), current=current, quiet=services.settings.quiet
-    )
+    change: Reschedule = ReminderChange.read(data, current=current, quiet=services.settings.quiet)
     handle = temporal.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
         state = await handle.execute_update(ReminderWorkflow.reschedule, change)
