@@ -17,6 +17,7 @@ from api.deps import get_services
 from api.desk import session as cookies
 from api.desk.web import (
     PREFIX,
+    SAID,
     Desk,
     DeskRoute,
     back_to,
@@ -56,7 +57,8 @@ async def login_page(request: Request, next: str | None = None) -> Response:
         fresh = cookies.read_cookie(value, secret_of(settings), [], int(time.time()))
         assert fresh is not None
         csrf = cookies.csrf_token(secret_of(settings), fresh)
-        response = page(request, "login.html", csrf=csrf, next=_safe_next(next), said=None)
+        said = SAID.get(request.query_params.get("said", ""))
+        response = page(request, "login.html", csrf=csrf, next=_safe_next(next), said=said)
     set_session(response, request, value)
     return response
 
