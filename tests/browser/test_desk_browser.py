@@ -284,3 +284,44 @@ def test_an_open_page_survives_a_restart_of_the_stack(page: Page, stack: Stack, 
     page.get_by_role("link", name="Day").click()
     expect(page.locator(f"tr[data-reminder='{reminder_id}'] .status")).to_have_text("confirmed")
     wait_until(lambda: len(fake.to(number)) == 2, what="the confirmation")
+
+
+def test_reschedule_and_delete_from_the_reminder_page(page: Page, stack: Stack):
+    sign_in(page, stack)
+    later = datetime.now(NEW_YORK).replace(second=0, microsecond=0) + timedelta(days=3)
+    with stack.client(headers={"Authorization": f"Bearer {KEY}"}) as http:
+        made = http.post(
+            "/reminder",
+            json={
+                "contact_number": new_number(),
+                "appointment_time": later.strftime("%Y-%m-%dT%H:%M"),
+                "timezone": "America/New_York",
+                "notify_window": 24,
+            },
+        )
+        assert made.status_code == 200, made.text
+    reminder_id = made.json()["reminder_id"]
+    page.goto(f"{stack.url}/app/reminder/{reminder_id}")
+    expect(page.locator("#reminder-status")).to_have_text("scheduled")
+    expect(page.get_by_label("Appointment time")).to_have_value(later.strftime("%Y-%m-%dT%H:%M"))
+
+    page.get_by_label("Time zone").fill("Mars/Olympus")
+    page.get_by_role("button", name="Reschedule").click()
+    expect(page.locator("#change-error")).to_have_text(
+        "timezone: 'Mars/Olympus' is not a known IANA time zone"
+    )
+    moved = later + timedelta(days=1)
+    page.get_by_label("Time zone").fill("America/New_York")
+    page.get_by_label("Appointment time").fill(moved.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Remind hours before").fill("2")
+    page.get_by_role("button", name="Reschedule").click()
+    expect(page.locator(".said")).to_have_text("Appointment rescheduled.")
+    expect(page.locator("h1")).to_contain_text(moved.strftime("%A %d %B %Y, %H:%M"))
+    expect(page.locator(".facts")).to_contain_text("(2 h before)")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete appointment").click()
+    expect(page.locator(".said")).to_have_text("Appointment deleted; nothing more will be sent for it.")
+    expect(page.locator(f"tr[data-reminder='{reminder_id}']")).to_have_count(0)
+    page.goto(f"{stack.url}/app/reminder/{reminder_id}")
+    expect(page.locator("h1")).to_have_text("Not found")

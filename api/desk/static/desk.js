@@ -21,7 +21,8 @@
     var region = document.getElementById("live");
     fetch(url, { credentials: "same-origin", cache: "no-store" })
       .then(function (response) {
-        if (response.status === 401) { location.reload(); return null; }
+        // Signed out, or the thing shown is gone: the page itself says so.
+        if (response.status === 401 || response.status === 404) { location.reload(); return null; }
         if (!response.ok) throw new Error("status " + response.status);
         var count = response.headers.get("X-Inbox-Count");
         var badge = document.getElementById("inbox-badge");
