@@ -3,6 +3,7 @@ loses none), the inbox of replies a person must read and answer, and who is comi
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import random
@@ -10,9 +11,11 @@ import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 from standardwebhooks import Webhook
 
+from db.store import Store
 from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from devstack.receiver import Delivery, EventReceiver
 from tests.e2e.conftest import EVENT_SECRET
@@ -272,3 +275,40 @@ def test_bad_parameters_on_the_new_routes_are_400_naming_the_field(stack: Stack,
         response = http.get(path, params=params)
     assert response.status_code == 400, response.text
     assert response.json()["message"].startswith(f"{field}:"), response.json()
+
+
+def test_events_past_their_retention_go_and_a_receiver_that_missed_them_counts_them(stack: Stack):
+    """As the worker's pruning does every few minutes: an event older than the retention, still queued for a
+    receiver, is removed and counted as lost for that receiver only."""
+
+    gone_url = f"http://receiver-{random.randrange(10**9)}.invalid/events"
+
+    async def prune() -> tuple[list[tuple[str, int]], int, int]:
+        pool = await asyncpg.create_pool(stack.run_info()["database_url"], min_size=1, max_size=2)
+        store = Store(pool)
+        try:
+            async with pool.acquire() as conn:
+                made = await conn.fetchval(
+                    "INSERT INTO events (type, reminder_id, at, data) VALUES"
+                    " ('reminder.sent', 'old', now() - interval '8 days', '{}') RETURNING id"
+                )
+                # A receiver of its own (no worker serves it), so no dispatcher takes the event first.
+                target = await conn.fetchval(
+                    "INSERT INTO event_receivers (url, active) VALUES ($1, false) RETURNING id", gone_url
+                )
+                await conn.execute(
+                    "INSERT INTO event_queue (receiver, event_id, ordering) VALUES ($1, $2, 'old')",
+                    target,
+                    made,
+                )
+                before = await conn.fetchval("SELECT lost FROM event_receivers WHERE id = $1", target)
+                pruned = await store.prune_events(timedelta(days=7))
+                after = await conn.fetchval("SELECT lost FROM event_receivers WHERE id = $1", target)
+                left = await conn.fetchval("SELECT count(*) FROM events WHERE id = $1", made)
+            return pruned, after - before, left
+        finally:
+            await pool.close()
+
+    pruned, lost, left = asyncio.run(prune())
+    assert (gone_url, 1) in pruned
+    assert lost == 1 and left == 0
