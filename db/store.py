@@ -162,18 +162,15 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows):
         """A page of reminders by appointment; `appointment_to` is exclusive."""
         where = ["deleted_at IS NULL"]
         args: list[Any] = []
-        if appointment_from is not None:
-            args.append(appointment_from)
-            where.append(f"appointment >= ${len(args)}")
-        if appointment_to is not None:
-            args.append(appointment_to)
-            where.append(f"appointment < ${len(args)}")
-        if status is not None:
-            args.append(status)
-            where.append(f"status = ${len(args)}")
-        if contact_number is not None:
-            args.append(contact_number)
-            where.append(f"contact_number = ${len(args)}")
+        for test, value in (
+            ("appointment >=", appointment_from),
+            ("appointment <", appointment_to),
+            ("status =", status),
+            ("contact_number =", contact_number),
+        ):
+            if value is not None:
+                args.append(value)
+                where.append(f"{test} ${len(args)}")
         if after is not None:
             args.extend(after)
             where.append(f"(appointment, reminder_id) > (${len(args) - 1}, ${len(args)})")

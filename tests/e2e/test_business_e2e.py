@@ -312,3 +312,25 @@ def test_events_past_their_retention_go_and_a_receiver_that_missed_them_counts_t
     pruned, lost, left = asyncio.run(prune())
     assert (gone_url, 1) in pruned
     assert lost == 1 and left == 0
+
+
+def test_a_reschedule_and_a_staff_opt_out_are_events(stack: Stack, receiver: EventReceiver):
+    number = new_number()
+    later = (datetime.now(NEW_YORK) + timedelta(days=3)).replace(second=0, microsecond=0)
+    reminder_id = create(
+        stack, contact_number=number, appointment_time=later.isoformat(timespec="minutes"), notify_window=24
+    )
+    with stack.client() as http:
+        moved = http.patch(
+            f"/reminder/{reminder_id}", json={"appointment_time": (later + timedelta(hours=2)).isoformat()}
+        )
+        assert moved.status_code == 200, moved.text
+        assert (
+            http.post("/opt-outs", json={"contact_number": number, "note": "asked by phone"}).status_code
+            == 201
+        )
+    wait_for_types(
+        receiver, reminder_id, ["reminder.scheduled", "reminder.rescheduled", "reminder.opted_out"]
+    )
+    rescheduled = receiver.events_of(reminder_id)[1].event["data"]
+    assert rescheduled["appt_user_dt"] == (later + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
