@@ -92,9 +92,15 @@ class Settings(BaseSettings):
     """No reminder goes out in this daily window of the recipient's local time; `off` turns it off."""
     reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
-    worker_cache_size: int = 10000
+    worker_cache_size: int = 1000
+    """Reminders the worker keeps in memory (about 70 KB each, sandboxed); one not cached is replayed
+    from its history when it next has work. Size it for the reminders active within a few minutes."""
     worker_activity_slots: int = 10000
     worker_sandbox: bool = True
+    worker_db_pool_size: int = 10
+    """PostgreSQL connections of each worker process at most (one backend each on the server)."""
+    api_db_pool_size: int = 10
+    """PostgreSQL connections of each API process at most."""
     worker_ready_file: Path | None = None
     """Written with the worker's pid once it polls (the launcher waits for it)."""
     log_format: str = "text"
