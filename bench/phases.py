@@ -494,7 +494,7 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
     async def reply(i: int) -> str:
         body = {
             "data": {
-                "id": f"mdr2-bench{ctx.salt}{i:08d}",
+                "id": f"mdr2-bench{ctx.salt}{prefix}{i:08d}",
                 "type": "message",
                 "attributes": {"to": ctx.sending_number, "from": repliers[i], "body": "Yes"},
             }
