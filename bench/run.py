@@ -350,6 +350,9 @@ async def run_phases(
         # Where the CPU went during the phase says which part is the bottleneck on a small machine; what
         # the machine spent beyond the stack and the bench is other people's work sharing it.
         cpu = {**cpu_between(before, after), "bench": round(time.process_time() - bench_cpu, 2)}
+        # A second worker the bench started is not one of the stack's processes: counted on its own.
+        if isinstance(report.results.get(name), dict) and "worker2_cpu_s" in report.results[name]:
+            cpu["worker2"] = report.results[name]["worker2_cpu_s"]
         busy = machine_after["busy_cpu_s"] - machine_before["busy_cpu_s"]
         ours = sum(v for k, v in cpu.items() if k != "total")
         report.cpu[name] = {
@@ -433,9 +436,11 @@ def main_session(
                 if not second:
                     say("scale-out: starting a second worker process")
                     second.append(await scaled.enter_async_context(extra_worker(stack)))
+                cpu_before = usage(second[0])["cpu_s"]
                 result = await measure()
                 result["workers"] = 2
                 result["worker2_usage"] = usage(second[0])
+                result["worker2_cpu_s"] = round(result["worker2_usage"]["cpu_s"] - cpu_before, 2)
                 return result
 
             async def backlog() -> dict[str, Any]:
