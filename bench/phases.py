@@ -159,12 +159,17 @@ async def settle(ctx: Ctx, queues: Iterable[str], deadline: float) -> dict[str, 
     queues = list(queues)
     settled = False
     pending = -1
+    failures = 0
     while time.time() < deadline:
         try:
             pending = sum([await backlog_count(ctx.temporal, q) for q in queues])
-        except Exception:  # noqa: BLE001 - a server without stats: fall back to a fixed pause
+            failures = 0
+        except Exception:  # noqa: BLE001 - a busy server may time out once; one without stats always does
+            failures += 1
             await asyncio.sleep(min(3.0, max(deadline - time.time(), 0)))
-            break
+            if failures >= 5:
+                break
+            continue
         now = time.monotonic()
         if pending == 0:
             quiet_since = quiet_since or now
