@@ -93,8 +93,9 @@ class Settings(BaseSettings):
     reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
     worker_cache_size: int = 1000
-    """Reminders the worker keeps in memory (about 70 KB each, sandboxed); one not cached is replayed
-    from its history when it next has work. Size it for the reminders active within a few minutes."""
+    """Reminders the worker keeps in memory (about 115 KB each, sandboxed; the worker's memory follows
+    this, not the pending reminders); one not cached is replayed from its history when it next has work.
+    Size it for the reminders active within a few minutes."""
     worker_activity_slots: int = 10000
     worker_sandbox: bool = True
     worker_db_pool_size: int = 10
