@@ -52,7 +52,9 @@ class Services:
                     try:
                         pool = await asyncio.wait_for(
                             create_pool(
-                                self.settings.database_url, min_size=1, max_size=self.settings.api_db_pool_size
+                                self.settings.database_url,
+                                min_size=1,
+                                max_size=self.settings.api_db_pool_size,
                             ),
                             timeout=CONNECT_TIMEOUT,
                         )
