@@ -127,6 +127,14 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows):
         """The row, deleted or not."""
         return await self.pool.fetchrow("SELECT * FROM reminders WHERE reminder_id = $1", reminder_id)
 
+    async def rows_of(self, reminder_ids: list[str]) -> dict[str, asyncpg.Record]:
+        """The rows (deleted or not) of these reminders, by id: one round trip for a batch."""
+        rows = await self.pool.fetch(
+            "SELECT reminder_id, status, deleted_at FROM reminders WHERE reminder_id = ANY($1::text[])",
+            reminder_ids,
+        )
+        return {r["reminder_id"]: r for r in rows}
+
     async def set_status(self, reminder_id: str, status: str) -> None:
         """For a workflow that ended without writing its last state (terminated by an operator)."""
         await self.pool.execute(
