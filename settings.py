@@ -107,9 +107,16 @@ class Settings(BaseSettings):
     """The clinic's zone: dates in reports, the list's day filter and the front desk."""
     reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
-    worker_cache_size: int = 10000
+    worker_cache_size: int = 1000
+    """Reminders the worker keeps in memory (about 115 KB each, sandboxed; the worker's memory follows
+    this, not the pending reminders); one not cached is replayed from its history when it next has work.
+    Size it for the reminders active within a few minutes."""
     worker_activity_slots: int = 10000
     worker_sandbox: bool = True
+    worker_db_pool_size: int = 10
+    """PostgreSQL connections of each worker process at most (one backend each on the server)."""
+    api_db_pool_size: int = 10
+    """PostgreSQL connections of each API process at most."""
     worker_ready_file: Path | None = None
     """Written with the worker's pid once it polls (the launcher waits for it)."""
     log_format: str = "text"

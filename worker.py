@@ -79,7 +79,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
         http = await stack.enter_async_context(
             httpx.AsyncClient(timeout=httpx.Timeout(settings.provider_timeout), limits=connections)
         )
-        pool = await create_pool(settings.database_url, min_size=1, max_size=20)
+        pool = await create_pool(settings.database_url, min_size=1, max_size=settings.worker_db_pool_size)
         stack.push_async_callback(pool.close)
         store = Store(pool)
         await store.migrate()

@@ -90,5 +90,6 @@ def report_days(start: str | None, end: str | None, zone: ZoneInfo, today: date)
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def day_bounds(days: list[date], zone: ZoneInfo) -> tuple[datetime, datetime]:
-    return _midnight(days[0], zone), _midnight(days[-1] + timedelta(days=1), zone)
+def midnights(days: list[date], zone: ZoneInfo) -> list[datetime]:
+    """Where each day begins in `zone`, and where the last one ends."""
+    return [_midnight(d, zone) for d in [*days, days[-1] + timedelta(days=1)]]

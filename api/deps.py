@@ -51,7 +51,11 @@ class Services:
                         raise Unavailable("PostgreSQL (DATABASE_URL is not set)")
                     try:
                         pool = await asyncio.wait_for(
-                            create_pool(self.settings.database_url, min_size=1, max_size=20),
+                            create_pool(
+                                self.settings.database_url,
+                                min_size=1,
+                                max_size=self.settings.api_db_pool_size,
+                            ),
                             timeout=CONNECT_TIMEOUT,
                         )
                     except DATABASE_ERRORS as err:

@@ -24,7 +24,7 @@ from temporalio.client import Client
 
 from bench import httpclient
 from bench.load import Arrivals, Batch, run_batch
-from bench.raw import RawBurst, RawSleep, Recorder
+from bench.raw import RawBurst, RawReply, RawSleep, Recorder
 from bench.stats import max_in_window, middle_rate, summary
 from bench.system import disk_usage
 from devstack.harness import FakeProvider, Stack
@@ -159,12 +159,17 @@ async def settle(ctx: Ctx, queues: Iterable[str], deadline: float) -> dict[str, 
     queues = list(queues)
     settled = False
     pending = -1
+    failures = 0
     while time.time() < deadline:
         try:
             pending = sum([await backlog_count(ctx.temporal, q) for q in queues])
-        except Exception:  # noqa: BLE001 - a server without stats: fall back to a fixed pause
+            failures = 0
+        except Exception:  # noqa: BLE001 - a busy server may time out once; one without stats always does
+            failures += 1
             await asyncio.sleep(min(3.0, max(deadline - time.time(), 0)))
-            break
+            if failures >= 5:
+                break
+            continue
         now = time.monotonic()
         if pending == 0:
             quiet_since = quiet_since or now
@@ -331,9 +336,12 @@ async def create_phase(ctx: Ctx, count: int) -> dict[str, Any]:
 # burst ----------------------------------------------------------------------------------------------
 
 
-async def burst_phase(ctx: Ctx, count: int, latency: float = 0.0) -> dict[str, Any]:
-    """`latency`: the fake answers each send that late, as a provider across a network does."""
-    contacts = ctx.contacts(2 if not latency else 6, count)
+async def burst_phase(
+    ctx: Ctx, count: int, latency: float = 0.0, prefix: int | None = None
+) -> dict[str, Any]:
+    """`latency`: the fake answers each send that late, as a provider across a network does. `prefix`:
+    the contacts' phase digit, when the burst is run a second time (with two workers)."""
+    contacts = ctx.contacts(prefix or (2 if not latency else 6), count)
     ctx.fake.latency = latency
     # A backlog left from the creates before is set up first, so it lengthens the lead too. Within a
     # time-limited phase the lead is cut to leave the burst some time to drain; whether the worker had
@@ -405,10 +413,58 @@ async def _ids_with_status(ctx: Ctx, status: str) -> set[str]:
             return ids
 
 
-async def replies_phase(ctx: Ctx, count: int) -> dict[str, Any]:
-    contacts = ctx.contacts(3, count)
+async def _raw_replies_start(ctx: Ctx, count: int) -> list[str]:
+    """`count` raw waiting workflows, started before the service's reminders so both are set up when the
+    replies are measured."""
+    ids = [f"bench-reply-{ctx.salt}-{i}" for i in range(count)]
+
+    async def start(i: int) -> str:
+        await ctx.temporal.start_workflow(RawReply.run, ids[i], id=ids[i], task_queue=ctx.raw_queue)
+        return ids[i]
+
+    started = await run_batch(count, ctx.concurrency, start, ctx.by(ctx.limits.creates_s))
+    return created_only(ids, started)
+
+
+async def _raw_replies(ctx: Ctx, ids: list[str]) -> dict[str, Any]:
+    """Raw Temporal's reply: a signal from the client to a waiting workflow, which upserts one search
+    attribute and answers with a local activity; counted, like the service's, to the last answer."""
+    await settle(ctx, [ctx.raw_queue], ctx.by(10))
+    ctx.say(f"replies: raw baseline, {len(ids)} signals, {ctx.concurrency} in flight")
+    first = time.time()
+
+    async def signal(i: int) -> bool:
+        await ctx.temporal.get_workflow_handle(ids[i]).signal(RawReply.reply, "Yes")
+        return True
+
+    signals = await run_batch(len(ids), ctx.concurrency, signal, ctx.by(ctx.limits.creates_s))
+    until = ctx.by(ctx.limits.replies_s)
+    wanted = set(created_only(ids, signals))
+    while time.time() < until and not wanted <= ctx.recorder.answers.keys():  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    answered = [ctx.recorder.answers[k] for k in wanted if k in ctx.recorder.answers]
+    complete = len(answered) == len(ids)
+    end = max(answered) if complete and answered else min(time.time(), until)
+    rate = len(answered) / (end - first) if end > first else None
+    ctx.say(f"replies: raw baseline {len(answered)} answered, {rate or 0:.0f}/s")
+    await settle(ctx, [ctx.raw_queue], ctx.by(10))
+    return {
+        "count": len(ids),
+        "signals": signals.figures(),
+        "answered": len(answered),
+        "complete": complete,
+        "answer_latency_s": summary([a - first for a in answered]),
+        "replies_per_s": round(rate, 1) if rate else None,
+    }
+
+
+async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True) -> dict[str, Any]:
+    """`raw`: measure raw Temporal's reply beside the service's, same server, same phase. `prefix`: the
+    contacts' phase digit, when the replies are run a second time (with two workers)."""
+    contacts = ctx.contacts(prefix, count)
     # Start on an idle worker, not on the tail of the burst before.
     await settle(ctx, [ctx.service_queue], ctx.by(10))
+    raw_ids = await _raw_replies_start(ctx, count) if raw else []
     # The notify time (3 h before) is already past and the appointment (2 h ahead) is not: sent at once.
     appointment = math.ceil(time.time() + 2 * 3600)
     ctx.say(f"replies: {count} reminders, each sent at once")
@@ -443,7 +499,7 @@ async def replies_phase(ctx: Ctx, count: int) -> dict[str, Any]:
     async def reply(i: int) -> str:
         body = {
             "data": {
-                "id": f"mdr2-bench{ctx.salt}{i:08d}",
+                "id": f"mdr2-bench{ctx.salt}{prefix}{i:08d}",
                 "type": "message",
                 "attributes": {"to": ctx.sending_number, "from": repliers[i], "body": "Yes"},
             }
@@ -453,6 +509,7 @@ async def replies_phase(ctx: Ctx, count: int) -> dict[str, Any]:
             raise RuntimeError(f"webhook answered {response.status_code}: {response.text[:200]}")
         return str(response.json().get("message"))
 
+    raw_figures = await _raw_replies(ctx, raw_ids) if raw_ids else None
     ctx.say(f"replies: {len(repliers)} 'Yes' webhooks, {ctx.concurrency} in flight")
     await warm_up(ctx)
     first_webhook = time.time()
@@ -468,8 +525,12 @@ async def replies_phase(ctx: Ctx, count: int) -> dict[str, Any]:
     # Cut short, the rate is what arrived over the whole wait: a lower bound, not a rate over the lucky ones.
     end = last if complete else min(time.time(), until)
     rate = len(confirmed) / (end - first_webhook) if end and end > first_webhook else None
-    ctx.say(f"replies: {len(confirmed)} confirmations, {rate or 0:.0f}/s")
+    raw_rate = raw_figures["replies_per_s"] if raw_figures else None
+    ratio = rate / raw_rate if rate and raw_rate else None
+    ctx.say(f"replies: {len(confirmed)} confirmations, {rate or 0:.0f}/s, service/raw {ratio or 0:.2f}")
     return {
+        "raw": raw_figures,
+        "ratio": round(ratio, 3) if ratio is not None else None,
         "count": count,
         "create": created.figures(),
         "reminders_arrived": len(sent),

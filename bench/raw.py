@@ -12,9 +12,13 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
 from temporalio.worker import Worker
 
 ARRIVED_ACTIVITY = "bench_arrived"
+ANSWERED_ACTIVITY = "bench_answered"
+# One of the service's own search attributes (the dev server registers it): a raw reply writes one too.
+STATUS = SearchAttributeKey.for_keyword("ReminderStatus")
 
 
 @workflow.defn(name="BenchSleep")
@@ -42,15 +46,43 @@ class RawBurst:
         )
 
 
+@workflow.defn(name="BenchReply")
+class RawReply:
+    """A reminder reduced to what a reply costs it: a signal wakes it, it upserts one search attribute and
+    answers with a local activity, then waits for the next one."""
+
+    def __init__(self) -> None:
+        self._inbox: list[str] = []
+
+    @workflow.run
+    async def run(self, key: str) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self._inbox))
+            self._inbox.pop(0)
+            workflow.upsert_search_attributes([STATUS.value_set("confirmed")])
+            await workflow.execute_local_activity(
+                ANSWERED_ACTIVITY, key, start_to_close_timeout=timedelta(seconds=30)
+            )
+
+    @workflow.signal
+    def reply(self, body: str) -> None:
+        self._inbox.append(body)
+
+
 class Recorder:
     """Plays the fake provider's part for the baseline: when did each burst workflow's activity run."""
 
     def __init__(self) -> None:
         self.arrivals: dict[str, float] = {}
+        self.answers: dict[str, float] = {}
 
     @activity.defn(name=ARRIVED_ACTIVITY)
     async def arrived(self, key: str) -> None:
         self.arrivals.setdefault(key, time.time())
+
+    @activity.defn(name=ANSWERED_ACTIVITY)
+    async def answered(self, key: str) -> None:
+        self.answers.setdefault(key, time.time())
 
 
 def raw_worker(
@@ -69,10 +101,38 @@ def raw_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RawSleep, RawBurst],
-        activities=[recorder.arrived],
+        workflows=[RawSleep, RawBurst, RawReply],
+        activities=[recorder.arrived, recorder.answered],
         max_cached_workflows=cache_size,
         max_concurrent_workflow_task_polls=pollers,
         max_concurrent_activities=activity_slots,
         graceful_shutdown_timeout=timedelta(seconds=2),
     )
+
+
+async def _serve(address: str, task_queue: str, cache_size: int, pollers: int, ready: str) -> None:
+    """A minimal worker process, for the memory baseline: the raw workflows and nothing else."""
+    import asyncio
+    import os
+    import signal
+    from pathlib import Path
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await Client.connect(address)
+    worker = raw_worker(
+        client, task_queue, Recorder(), pollers=pollers, cache_size=cache_size, activity_slots=1000
+    )
+    async with worker:
+        Path(ready).write_text(str(os.getpid()))
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    import asyncio
+    import sys
+
+    address, queue, cache, pollers, ready_file = sys.argv[1:6]
+    asyncio.run(_serve(address, queue, int(cache), int(pollers), ready_file))

@@ -19,7 +19,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -32,6 +32,7 @@ from bench import httpclient, phases
 from bench.raw import Recorder, raw_worker
 from bench.report import Report
 from bench.system import load_average, machine, machine_counters, usage_snapshot
+from bench.workers import extra_worker, raw_memory, usage
 from devstack.embedded import EmbeddedPostgres
 from devstack.harness import FakeProvider, Stack
 from settings import Settings
@@ -54,9 +55,22 @@ QUICK = {
     "pacing_twilio": 90,
     "backlog": 0,
 }
-FULL = {**QUICK, "burst": 5000, "backlog": 100_000}
-ALL_PHASES = ("create", "burst", "burst_slow", "replies", "backlog", "pacing", "pacing_twilio")
-MAIN_PHASES = ("create", "burst", "burst_slow", "replies", "backlog")
+QUICK["burst_2w"], QUICK["replies_2w"] = QUICK["burst"], QUICK["replies"]
+FULL = {**QUICK, "burst": 5000, "burst_2w": 5000, "backlog": 100_000}
+ALL_PHASES = (
+    "create",
+    "burst",
+    "burst_slow",
+    "replies",
+    "burst_2w",
+    "replies_2w",
+    "backlog",
+    "pacing",
+    "pacing_twilio",
+)
+MAIN_PHASES = ("create", "burst", "burst_slow", "replies", "burst_2w", "replies_2w", "backlog")
+# With a second worker process on the same server: the quick profile runs them only when asked.
+SCALE_OUT_PHASES = ("burst_2w", "replies_2w")
 # The slow burst: the fake answers each send after a real provider's round trip.
 SLOW_PROVIDER_LATENCY = 0.3
 # The order phases run in: raw Temporal's baseline for create and burst first, on a quiet server.
@@ -70,7 +84,9 @@ RESERVE_S = {
     "create": 35.0,
     "burst": 67.0,
     "burst_slow": 60.0,
-    "replies": 60.0,
+    "replies": 75.0,
+    "burst_2w": 75.0,
+    "replies_2w": 75.0,
     "backlog": 0.0,
     "pacing": 56.0,
     "pacing_twilio": 56.0,
@@ -149,8 +165,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--full", action="store_true", help="5,000 burst and the 100,000 backlog")
     parser.add_argument(
         "--phases",
-        default=",".join(ALL_PHASES),
-        help=f"comma-separated subset of {','.join(ALL_PHASES)} (backlog only with --full)",
+        default=None,
+        help=f"comma-separated subset of {','.join(ALL_PHASES)} (backlog only with --full; the quick "
+        f"profile leaves out {','.join(SCALE_OUT_PHASES)} unless named)",
     )
     parser.add_argument(
         "--env",
@@ -169,6 +186,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the stacks' data folders and logs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON")
     args = parser.parse_args(argv)
+    if args.phases is None:
+        default = ALL_PHASES if args.full else [p for p in ALL_PHASES if p not in SCALE_OUT_PHASES]
+        args.phases = ",".join(default)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     unknown = set(args.phases) - set(ALL_PHASES)
     if unknown:
@@ -299,8 +319,10 @@ def phase_end(name: str, args: argparse.Namespace) -> float:
         return math.inf
     later = RUN_ORDER[RUN_ORDER.index(name) + 1 :]
     reserve = sum(RESERVE_S[p] for p in later if p in args.phases)
+    # The scale-out phases, asked for in a quick run, bring their own time.
+    extra = sum(RESERVE_S[p] for p in SCALE_OUT_PHASES if p in args.phases)
     # A phase may use whatever earlier phases left unused, but not what later ones have reserved.
-    return _started + QUICK_BUDGET_S - reserve
+    return _started + QUICK_BUDGET_S + extra - reserve
 
 
 async def run_phases(
@@ -328,6 +350,9 @@ async def run_phases(
         # Where the CPU went during the phase says which part is the bottleneck on a small machine; what
         # the machine spent beyond the stack and the bench is other people's work sharing it.
         cpu = {**cpu_between(before, after), "bench": round(time.process_time() - bench_cpu, 2)}
+        # A second worker the bench started is not one of the stack's processes: counted on its own.
+        if isinstance(report.results.get(name), dict) and "worker2_cpu_s" in report.results[name]:
+            cpu["worker2"] = report.results[name]["worker2_cpu_s"]
         busy = machine_after["busy_cpu_s"] - machine_before["busy_cpu_s"]
         ours = sum(v for k, v in cpu.items() if k != "total")
         report.cpu[name] = {
@@ -389,7 +414,7 @@ def main_session(
             activity_slots=effective["worker_activity_slots"],
         )
         report.memory["main:idle"] = memory_of(stack)
-        async with http_client(stack) as http, running(worker):
+        async with http_client(stack) as http, running(worker), AsyncExitStack() as scaled:
             ctx = phases.Ctx(
                 stack=stack,
                 fake=fake,
@@ -403,6 +428,41 @@ def main_session(
                 limits=limits(args),
                 say=say,
             )
+            second: list[int] = []
+
+            async def two_workers(measure: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+                """The phase with a second worker process on the same server and PostgreSQL, started
+                for the first such phase and kept for the rest of the session."""
+                if not second:
+                    say("scale-out: starting a second worker process")
+                    second.append(await scaled.enter_async_context(extra_worker(stack)))
+                cpu_before = usage(second[0])["cpu_s"]
+                result = await measure()
+                result["workers"] = 2
+                result["worker2_usage"] = usage(second[0])
+                result["worker2_cpu_s"] = round(result["worker2_usage"]["cpu_s"] - cpu_before, 2)
+                return result
+
+            async def backlog() -> dict[str, Any]:
+                result = await phases.backlog_phase(
+                    ctx, sizes["backlog"], lambda: memory_of(stack), stack.data_dir
+                )
+                try:
+                    result["raw"] = await raw_memory(
+                        stack.data_dir.parent / "raw-memory",
+                        sizes["backlog"],
+                        cache_size=effective["worker_cache_size"],
+                        pollers=effective["worker_workflow_pollers"],
+                        concurrency=CONCURRENCY,
+                        say=say,
+                        deadline=ctx.by(ctx.limits.creates_s),
+                        settle_s=ctx.limits.settle_s,
+                    )
+                except Exception as err:  # noqa: BLE001 - the service's figures stand without it
+                    result["raw_error"] = f"{type(err).__name__}: {err}"
+                    say(f"backlog_raw failed:\n{traceback.format_exc()}")
+                return result
+
             wanted = {
                 "baseline": "create" in args.phases or "burst" in args.phases,
                 **{p: p in args.phases for p in MAIN_PHASES},
@@ -424,11 +484,16 @@ def main_session(
                 ),
                 ("replies", lambda: phases.replies_phase(ctx, sizes["replies"])),
                 (
-                    "backlog",
-                    lambda: phases.backlog_phase(
-                        ctx, sizes["backlog"], lambda: memory_of(stack), stack.data_dir
+                    "burst_2w",
+                    lambda: two_workers(lambda: phases.burst_phase(ctx, sizes["burst_2w"], prefix=8)),
+                ),
+                (
+                    "replies_2w",
+                    lambda: two_workers(
+                        lambda: phases.replies_phase(ctx, sizes["replies_2w"], prefix=9, raw=False)
                     ),
                 ),
+                ("backlog", backlog),
             ]
             await run_phases(ctx, stack, report, args, [(n, m) for n, m in todo if wanted[n]])
             report.results.setdefault("_rates", {})["main"] = {

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from db.store import Store, create_pool
@@ -52,14 +52,39 @@ async def _state_of(client: Client, reminder_id: str, running: bool) -> Reminder
         return None
 
 
+# Executions read from the list before their rows are looked up together, in one statement.
+BATCH = 500
+
+
 async def reconcile(client: Client, store: Store, *, closed_since: timedelta = timedelta(days=2)) -> Report:
     report = Report()
     since = (datetime.now(UTC) - closed_since).strftime("%Y-%m-%dT%H:%M:%SZ")
     query = f"WorkflowType = 'ReminderWorkflow' AND (ExecutionStatus = 'Running' OR CloseTime > '{since}')"
-    async for execution in client.list_workflows(query):
-        reminder_id = execution.id.removeprefix(WORKFLOW_ID_PREFIX)
+    batch: list[WorkflowExecution] = []
+    async for execution in client.list_workflows(query, page_size=BATCH):
+        batch.append(execution)
+        if len(batch) >= BATCH:
+            await _reconcile_batch(client, store, batch, report)
+            batch = []
+    await _reconcile_batch(client, store, batch, report)
+    for reminder_id in await store.unstarted_rows(older_than=ORPHAN_AGE):
+        try:
+            await client.get_workflow_handle(workflow_id(reminder_id)).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                await store.forget(reminder_id)
+                report.orphans_removed += 1
+    return report
+
+
+async def _reconcile_batch(
+    client: Client, store: Store, executions: list[WorkflowExecution], report: Report
+) -> None:
+    ids = [e.id.removeprefix(WORKFLOW_ID_PREFIX) for e in executions]
+    rows = await store.rows_of(ids) if ids else {}
+    for reminder_id, execution in zip(ids, executions, strict=True):
         report.checked += 1
-        row = await store.get_any(reminder_id)
+        row = rows.get(reminder_id)
         if row is not None and row["deleted_at"] is not None:
             continue
         seen_status = execution.typed_search_attributes.get(REMINDER_STATUS)
@@ -80,14 +105,6 @@ async def reconcile(client: Client, store: Store, *, closed_since: timedelta = t
             known = {s.value for s in Status}
             await store.set_status(reminder_id, seen_status if seen_status in known else Status.FAILED.value)
             report.repaired += 1
-    for reminder_id in await store.unstarted_rows(older_than=ORPHAN_AGE):
-        try:
-            await client.get_workflow_handle(workflow_id(reminder_id)).describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                await store.forget(reminder_id)
-                report.orphans_removed += 1
-    return report
 
 
 async def reconcile_forever(client: Client, store: Store, interval: float, stop: asyncio.Event) -> None:

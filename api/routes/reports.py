@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from api.dates import day_bounds, report_days, zone_or
+from api.dates import midnights, report_days, zone_or
 from api.deps import SettingsDep, StoreDep, require_api_key
 from api.schemas import DailyReport
 from db.reports import REPORT_COUNTS
@@ -41,12 +41,11 @@ async def daily(
 ) -> dict[str, Any]:
     zone = zone_or(timezone, settings.org_timezone)
     days = report_days(start, end, zone, datetime.now(UTC).astimezone(zone).date())
-    first, after_last = day_bounds(days, zone)
-    found = {r["day"]: r for r in await store.daily_counts(first, after_last, zone.key)}
+    found = await store.daily_counts(midnights(days, zone))
     rows = []
     total = dict.fromkeys(REPORT_COUNTS, 0)
-    for day in days:
-        record = found.get(day)
+    for place, day in enumerate(days):
+        record = found.get(place)
         counts = {name: int(record[name]) if record else 0 for name in REPORT_COUNTS}
         for name in REPORT_COUNTS:
             total[name] += counts[name]

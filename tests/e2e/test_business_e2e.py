@@ -3,6 +3,7 @@ loses none), the inbox of replies a person must read and answer, and who is comi
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import random
@@ -10,9 +11,11 @@ import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 from standardwebhooks import Webhook
 
+from db.store import Store
 from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from devstack.receiver import Delivery, EventReceiver
 from tests.e2e.conftest import EVENT_SECRET
@@ -95,14 +98,20 @@ def test_a_receiver_down_for_a_minute_gets_every_event_when_it_is_back(
     number = new_number()
     reminder_id = live_reminder(stack, fake, number)
     flowroute_inbound(stack, number, "No")
-    wait_for_types(receiver, reminder_id, [*LIFE[:3], "reminder.declined"])
+    expected = {*LIFE[:3], "reminder.declined"}
+    # The receipt and the reply race: the order is the order they were recorded in.
+    wait_until(lambda: set(types_of(receiver, reminder_id)) == expected, timeout=20, what="every event")
     assert flaky_receiver.events_of(reminder_id) == []
     wait_until(lambda: flaky_receiver.refused > 0, what="the receiver refused while down")
     # Back after 60 s; the dispatcher's backoff is at most 30 s.
-    wait_for_types(flaky_receiver, reminder_id, [*LIFE[:3], "reminder.declined"], timeout=110)
+    wait_until(
+        lambda: len(flaky_receiver.events_of(reminder_id)) == len(expected), timeout=110, what="events after"
+    )
     assert [d.headers["webhook-id"] for d in flaky_receiver.events_of(reminder_id)] == [
         d.headers["webhook-id"] for d in receiver.events_of(reminder_id)
     ]
+    assert types_of(flaky_receiver, reminder_id) == types_of(receiver, reminder_id)
+    assert len(types_of(receiver, reminder_id)) == len(expected)
 
 
 def inbox(stack: Stack) -> dict:
@@ -266,3 +275,62 @@ def test_bad_parameters_on_the_new_routes_are_400_naming_the_field(stack: Stack,
         response = http.get(path, params=params)
     assert response.status_code == 400, response.text
     assert response.json()["message"].startswith(f"{field}:"), response.json()
+
+
+def test_events_past_their_retention_go_and_a_receiver_that_missed_them_counts_them(stack: Stack):
+    """As the worker's pruning does every few minutes: an event older than the retention, still queued for a
+    receiver, is removed and counted as lost for that receiver only."""
+
+    gone_url = f"http://receiver-{random.randrange(10**9)}.invalid/events"
+
+    async def prune() -> tuple[list[tuple[str, int]], int, int]:
+        pool = await asyncpg.create_pool(stack.run_info()["database_url"], min_size=1, max_size=2)
+        store = Store(pool)
+        try:
+            async with pool.acquire() as conn:
+                made = await conn.fetchval(
+                    "INSERT INTO events (type, reminder_id, at, data) VALUES"
+                    " ('reminder.sent', 'old', now() - interval '8 days', '{}') RETURNING id"
+                )
+                # A receiver of its own (no worker serves it), so no dispatcher takes the event first.
+                target = await conn.fetchval(
+                    "INSERT INTO event_receivers (url, active) VALUES ($1, false) RETURNING id", gone_url
+                )
+                await conn.execute(
+                    "INSERT INTO event_queue (receiver, event_id, ordering) VALUES ($1, $2, 'old')",
+                    target,
+                    made,
+                )
+                before = await conn.fetchval("SELECT lost FROM event_receivers WHERE id = $1", target)
+                pruned = await store.prune_events(timedelta(days=7))
+                after = await conn.fetchval("SELECT lost FROM event_receivers WHERE id = $1", target)
+                left = await conn.fetchval("SELECT count(*) FROM events WHERE id = $1", made)
+            return pruned, after - before, left
+        finally:
+            await pool.close()
+
+    pruned, lost, left = asyncio.run(prune())
+    assert (gone_url, 1) in pruned
+    assert lost == 1 and left == 0
+
+
+def test_a_reschedule_and_a_staff_opt_out_are_events(stack: Stack, receiver: EventReceiver):
+    number = new_number()
+    later = (datetime.now(NEW_YORK) + timedelta(days=3)).replace(second=0, microsecond=0)
+    reminder_id = create(
+        stack, contact_number=number, appointment_time=later.isoformat(timespec="minutes"), notify_window=24
+    )
+    with stack.client() as http:
+        moved = http.patch(
+            f"/reminder/{reminder_id}", json={"appointment_time": (later + timedelta(hours=2)).isoformat()}
+        )
+        assert moved.status_code == 200, moved.text
+        assert (
+            http.post("/opt-outs", json={"contact_number": number, "note": "asked by phone"}).status_code
+            == 201
+        )
+    wait_for_types(
+        receiver, reminder_id, ["reminder.scheduled", "reminder.rescheduled", "reminder.opted_out"]
+    )
+    rescheduled = receiver.events_of(reminder_id)[1].event["data"]
+    assert rescheduled["appt_user_dt"] == (later + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")

@@ -78,7 +78,10 @@ def test_reminder_arrives_at_notify_time_with_the_seed_text(stack: Stack, fake: 
         f"[West Side Clinic]\nYou have an appointment on {when} at West Side Mechanics with Dr Smith."
         " Please reply 'Yes' to confirm, or 'No' to cancel."
     )
-    # The first text to a number: the seed's text as it was, then the opt-out line (CTIA).
+    # The first text to a number: the seed's text as it was, then the opt-out line (CTIA); with PUBLIC_URL
+    # set, the receipt is asked for at the service's own webhook, under this send's key.
+    callback = message.body.pop("dlr_callback")
+    assert callback.startswith(f"{stack.url}/webhooks/flowroute/dlr?key=")
     assert message.body == {
         "to": number,
         "from": "18005550100",
