@@ -173,9 +173,14 @@ async def test_sends_at_notify_time(workflow_env, worker, fakes):
     assert request.purpose == Purpose.REMINDER
     assert sent_at >= notify_at - timedelta(milliseconds=50)
     assert sent_at - notify_at < timedelta(seconds=2)
-    state = await handle.query(ReminderWorkflow.status)
+    # The activity has answered; the workflow takes its result in its next task.
+    for _ in range(100):
+        state = await handle.query(ReminderWorkflow.status)
+        if state.status == Status.AWAITING_REPLY:
+            break
+        await asyncio.sleep(0.05)
     assert state.status == Status.AWAITING_REPLY and state.reminder_sent
-    await eventually(lambda: fakes.mirrored and fakes.mirrored[-1].status == Status.AWAITING_REPLY)
+    assert fakes.mirrored[-1].status == Status.AWAITING_REPLY
     await record_history(handle, "sent")
     await handle.terminate()
 
