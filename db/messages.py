@@ -235,20 +235,24 @@ class MessageRows:
         if mirror is None:
             await self.pool.execute(record, key, provider_id, recorded_by, *encoding)
             return
+        # The reminder shows its newest reminder text's delivery: a receipt may have come before the answer
+        # (then `sent` carries it) or been recorded under the send key already (then the row holds it).
+        shows_delivery = (
+            f" updated_at = now(), delivery_status = CASE"
+            f" WHEN (SELECT purpose FROM messages WHERE send_key = ${n + 1}) = ANY(${n + 6}::text[])"
+            f" THEN coalesce((SELECT delivery_status FROM sent),"
+            f" (SELECT delivery_status FROM messages WHERE send_key = ${n + 1}))"
+            f" ELSE reminders.delivery_status END"
+        )
+        upsert = UPSERT_STATE.replace(" updated_at = now()", shows_delivery)
+        assert upsert != UPSERT_STATE
         await self.pool.execute(
-            f"WITH sent AS ({record}) {UPSERT_STATE}",
+            f"WITH sent AS ({record} RETURNING delivery_status) {upsert}",
             *state_args(mirror),
             key,
             provider_id,
             recorded_by,
             *encoding,
-        )
-        # The reminder shows its newest text's delivery (a receipt may have come before the answer).
-        await self.pool.execute(
-            "UPDATE reminders r SET delivery_status = m.delivery_status FROM messages m"
-            " WHERE m.send_key = $1 AND m.purpose = ANY($2::text[]) AND r.reminder_id = m.reminder_id"
-            " AND r.delivery_status IS DISTINCT FROM m.delivery_status",
-            key,
             list(REMINDER_TEXTS),
         )
 

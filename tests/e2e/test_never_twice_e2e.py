@@ -130,6 +130,9 @@ def test_a_receipt_before_its_id_is_kept_until_the_id_is_recorded(flowroute: Sta
         reminder_id = sent_reminder(flowroute, slow, number)
         assert slow.to(number)[0].id == upcoming
         assert outbound(flowroute, reminder_id)[0]["delivery_status"] == "early"
+        # The reminder shows it too, written with the send's own state.
+        with flowroute.client() as http:
+            assert http.get(f"/reminder/{reminder_id}").json()["delivery_status"] == "early"
     finally:
         slow.callback_delay = 0.2
 
