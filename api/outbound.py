@@ -31,20 +31,19 @@ async def send_for_staff(
     consent = await store.opt_out(request.contact_number)
     if consent is not None and consent["opted_out"]:
         raise ApiError(409, "the contact has opted out (STOP): nothing was sent")
+    workflow_id = f"{OUTBOUND_WORKFLOW_ID_PREFIX}{request.key.replace(':', '-')}"
     try:
         handle = await temporal.start_workflow(
             OutboundWorkflow.run,
             OutboundInput(request=request),
-            id=f"{OUTBOUND_WORKFLOW_ID_PREFIX}{request.key.replace(':', '-')}",
+            id=workflow_id,
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=summary,
         )
     except WorkflowAlreadyStartedError:
-        handle = temporal.get_workflow_handle_for(
-            OutboundWorkflow.run, f"{OUTBOUND_WORKFLOW_ID_PREFIX}{request.key.replace(':', '-')}"
-        )
+        handle = temporal.get_workflow_handle_for(OutboundWorkflow.run, workflow_id)
     except (RPCError, RuntimeError) as err:
         raise Unavailable("Temporal") from err
     try:

@@ -101,12 +101,6 @@ class EventRows:
         rows = await self.pool.fetch(_PRUNE, keep)
         return [(r["url"], r["n"]) for r in rows]
 
-    async def receiver_stats(self) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            "SELECT r.url, r.lost, count(q.event_id) AS pending FROM event_receivers r"
-            " LEFT JOIN event_queue q ON q.receiver = r.id WHERE r.active GROUP BY r.id ORDER BY r.id"
-        )
-
     async def list_events(
         self, *, since: int | None, limit: int, reminder_id: str | None = None
     ) -> list[asyncpg.Record]:
