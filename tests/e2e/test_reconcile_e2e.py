@@ -14,7 +14,7 @@ from settings import Settings
 from stack.clients import connect_temporal
 from stack.reconcile import reconcile
 from tests.e2e.test_operators_e2e import list_ids
-from tests.e2e.test_reminders_e2e import get
+from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
 from tests.e2e.test_replies_e2e import sent_reminder
 
 pytestmark = pytest.mark.e2e
@@ -65,16 +65,26 @@ def test_a_lost_row_is_written_again(stack: Stack, fake: FakeProvider):
     assert get(stack, reminder_id)["status"] == "awaiting_reply"
 
 
-def test_a_row_without_a_workflow_is_removed(stack: Stack):
+def test_a_row_without_a_workflow_is_removed_and_a_sleeping_one_is_not_looked_up(stack: Stack):
+    """A reminder sleeping until its notify time has not written its row since the API made it (seq 0),
+    like an orphan: only the one the listing does not show costs a describe, and only it goes."""
+    number = new_number()
+    sleeping = create(
+        stack, contact_number=number, appointment_time=iso(appointment_in(timedelta(days=2))), notify_window=1
+    )
+    wait_until(lambda: list_ids(stack, f"ContactNumber = '{number}'"), what="the sleeping reminder listed")
     orphan = "f" * 32
     report = run_reconcile(
         stack,
-        "INSERT INTO reminders (reminder_id, contact_number, appointment, appt_user_dt, notify_times, status, seq,"
-        " created_at) VALUES ($1, '12223334444', $2, '2030-01-01 10:00:00', ARRAY[$2]::timestamptz[],"
+        "WITH aged AS (UPDATE reminders SET created_at = now() - interval '1 hour' WHERE reminder_id = $3)"
+        " INSERT INTO reminders (reminder_id, contact_number, appointment, appt_user_dt, notify_times, status,"
+        " seq, created_at) VALUES ($1, '12223334444', $2, '2030-01-01 10:00:00', ARRAY[$2]::timestamptz[],"
         " 'scheduled', 0, now() - interval '1 hour')",
         orphan,
         datetime.now(UTC) + timedelta(days=1),
+        sleeping,
     )
-    assert report.orphans_removed == 1
+    assert (report.orphans_removed, report.orphans_checked) == (1, 1)
     with stack.client() as http:
         assert http.get(f"/reminder/{orphan}").status_code == 404
+    assert get(stack, sleeping)["status"] == "scheduled"
