@@ -15,15 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from db.store import Store, create_pool
 from devstack.embedded import EmbeddedPostgres, TemporalDevServer, port_open, spawn, stop_process
 from settings import Settings, get_settings
-from stack.clients import connect_temporal
 from stack.logs import setup_logging
 
 log = logging.getLogger("reminders.launcher")
@@ -88,14 +86,13 @@ class Launcher:
                 self.temporal.address,
                 settings.temporal_ui_port,
             )
-        await self._wait_for_temporal()
         if settings.database_url:
             self.env["DATABASE_URL"] = settings.database_url
         else:
             self.postgres = EmbeddedPostgres(self.data_dir / "pg")
             self.env["DATABASE_URL"] = await asyncio.to_thread(self.postgres.start)
             log.info("PostgreSQL on %s", self.env["DATABASE_URL"])
-        await self._migrate()
+        await self._prepare()
         python = sys.executable
         worker = Child(
             "worker",
@@ -132,30 +129,20 @@ class Launcher:
         await self._wait_for_api(api)
         self._write_run_file()
 
-    async def _wait_for_temporal(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                client = await connect_temporal(
-                    self.settings.model_copy(update={"temporal_address": self.env["TEMPORAL_ADDRESS"]})
-                )
-                await client.count_workflows()
-                return
-            except Exception as err:  # noqa: BLE001 - keep trying until the deadline
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"Temporal at {self.env['TEMPORAL_ADDRESS']} did not answer: {err}"
-                    ) from err
-                await asyncio.sleep(0.3)
-
-    async def _migrate(self) -> None:
-        pool = await create_pool(self.env["DATABASE_URL"], min_size=1, max_size=1)
-        try:
-            applied = await Store(pool).migrate()
-            if applied:
-                log.info("applied migrations %s", ", ".join(applied))
-        finally:
-            await pool.close()
+    async def _prepare(self) -> None:
+        """Waits for Temporal to answer and applies the migrations, in a process of its own: the Temporal
+        client and asyncpg never load into the launcher, which then only supervises."""
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "stack.prepare"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        for line in (done.stdout + done.stderr).splitlines():
+            print(f"[prepare] {line}", file=sys.stderr, flush=True)
+        if done.returncode != 0:
+            raise RuntimeError("Temporal or PostgreSQL was not ready; see the [prepare] lines above")
 
     async def _wait_for_worker(self, worker: Child, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -170,18 +157,14 @@ class Launcher:
     async def _wait_for_api(self, api: Child, timeout: float = 60) -> None:
         url = f"http://{self.settings.api_host}:{self.settings.api_port}/readyz"
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=3) as http:
-            while True:
-                if api.exited():
-                    raise RuntimeError(f"the API exited at start; see {api.log_file}")
-                try:
-                    if (await http.get(url)).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the API was not ready within {timeout:.0f} s; see {api.log_file}")
-                await asyncio.sleep(0.2)
+        while True:
+            if api.exited():
+                raise RuntimeError(f"the API exited at start; see {api.log_file}")
+            if await asyncio.to_thread(_answers_ok, url):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API was not ready within {timeout:.0f} s; see {api.log_file}")
+            await asyncio.sleep(0.2)
 
     def _write_run_file(self) -> None:
         info = {
@@ -241,6 +224,14 @@ class Launcher:
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
             log.info("PostgreSQL stopped")
+
+
+def _answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - our own API, http only
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 async def run(settings: Settings) -> int:
