@@ -8,6 +8,8 @@ a figure partial (reported as such) instead of making the run overrun its time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import math
 import random
 import time
@@ -22,9 +24,11 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from api.routes.reminders import search_attributes_of, summary_of
+from api.schemas import ReminderRequest
 from bench import httpclient
 from bench.load import Arrivals, Batch, run_batch
-from bench.raw import RawBurst, RawReply, RawSleep, Recorder
+from bench.raw import RawBurst, RawReply, RawSleep, RawSleepCarrying, Recorder
 from bench.stats import max_in_window, middle_rate, summary
 from bench.system import disk_usage
 from devstack.harness import FakeProvider, Stack
@@ -229,36 +233,15 @@ def lateness_figures(
 # baseline -------------------------------------------------------------------------------------------
 
 
-async def baseline_phase(ctx: Ctx, create_count: int, burst_count: int) -> dict[str, Any]:
-    """Raw Temporal's figures for the create and burst comparisons, measured first, on a quiet server:
-    measured after the service, they would share the server with the service worker's backlog, and a slow
-    baseline flatters the ratio. The create and burst phases then compare against these."""
+async def baseline_phase(ctx: Ctx, burst_count: int) -> dict[str, Any]:
+    """Raw Temporal's burst, before the service's: measured after it, it would share the server with the
+    service worker's backlog, and a slow baseline flatters the ratio. (Creates take turns with raw starts
+    inside the create phase.)"""
     out: dict[str, Any] = {}
-    if create_count:
-        out["create"] = await _raw_create(ctx, create_count)
     if burst_count:
         out["burst"] = await _raw_burst(ctx, burst_count)
     ctx.baseline = out
     return out
-
-
-async def _raw_create(ctx: Ctx, count: int) -> dict[str, Any]:
-    ctx.say(f"baseline: {count} start_workflow on queue {ctx.raw_queue}, {ctx.concurrency} in flight")
-
-    async def start(i: int) -> None:
-        await ctx.temporal.start_workflow(
-            RawSleep.run, 3 * DAY, id=f"bench-sleep-{ctx.salt}-{i}", task_queue=ctx.raw_queue
-        )
-
-    raw = await run_batch(count, ctx.concurrency, start, ctx.by(ctx.limits.creates_s))
-    if raw.ok:
-        ctx.raw_start_rate = raw.rate
-    caught_up = await settle(ctx, [ctx.raw_queue], ctx.by(ctx.limits.settle_s))
-    ctx.raw_setup_backlog = caught_up["pending"]
-    setup = setup_rate(raw, caught_up)
-    ctx.raw_setup_rate = setup or min(ctx.raw_setup_rate, raw.rate / 2)
-    ctx.say(f"baseline: {raw.ok} started at {raw.rate:.0f}/s, set up after {caught_up['seconds']} s more")
-    return {**raw.figures(), "worker_caught_up": caught_up, "setup_per_s": round(setup, 1) if setup else None}
 
 
 async def _raw_burst(ctx: Ctx, count: int) -> dict[str, Any]:
@@ -301,34 +284,108 @@ async def _raw_burst(ctx: Ctx, count: int) -> dict[str, Any]:
 # create ---------------------------------------------------------------------------------------------
 
 
+# Creates and raw starts take turns, each turn once the previous one's workflow tasks are worked off: the
+# server's start rate falls as its database grows, so whatever ran first would look faster. In this order
+# (A B C C B A) a steady drift falls on every side alike. "raw_same" starts carry what a reminder's start
+# carries (its input, four search attributes, a summary): the server's share of a create.
+CREATE_TURNS = ("raw", "service", "raw_same", "raw_same", "service", "raw")
+
+
+def pooled(batches: list[Batch]) -> Batch:
+    """Several turns of one side as one batch: their operations over their summed time."""
+    return Batch(
+        count=sum(b.count for b in batches),
+        concurrency=batches[0].concurrency,
+        elapsed=sum(b.elapsed for b in batches),
+        started_at=batches[0].started_at,
+        latencies=[x for b in batches for x in b.latencies],
+        errors=[x for b in batches for x in b.errors],
+        results=[x for b in batches for x in b.results],
+        attempted=sum(b.attempted for b in batches),
+    )
+
+
+async def _raw_starts(ctx: Ctx, bodies: list[dict[str, Any]], same_work: bool, tag: str) -> Batch:
+    async def start(i: int) -> None:
+        wf_id = f"bench-sleep-{ctx.salt}-{tag}-{i}"
+        if not same_work:
+            await ctx.temporal.start_workflow(RawSleep.run, 3 * DAY, id=wf_id, task_queue=ctx.raw_queue)
+            return
+        inp = ReminderRequest.read(bodies[i], quiet=None).to_input()
+        await ctx.temporal.start_workflow(
+            RawSleepCarrying.run,
+            args=[3 * DAY, json.loads(json.dumps(dataclasses.asdict(inp), default=str))],
+            id=wf_id,
+            task_queue=ctx.raw_queue,
+            search_attributes=search_attributes_of(inp),
+            static_summary=summary_of(inp),
+        )
+
+    return await run_batch(len(bodies), ctx.concurrency, start, ctx.by(ctx.limits.creates_s))
+
+
 async def create_phase(ctx: Ctx, count: int) -> dict[str, Any]:
     # Appointments days away: these reminders only wait, so they cannot disturb the later phases.
     base = time.time() + 3 * DAY
     bodies = [reminder_body(c, base + i, 24) for i, c in enumerate(ctx.contacts(1, count))]
-    ctx.say(f"create: {count} POST /reminder, {ctx.concurrency} in flight")
-    service = await create_reminders(ctx, bodies, ctx.by(ctx.limits.creates_s))
+    turn_size = max(count // 2, 1)
+    ctx.say(
+        f"create: {count} POST /reminder and {count} raw starts of each kind, {ctx.concurrency} in flight,"
+        f" taking turns of {turn_size}: {' '.join(CREATE_TURNS)}"
+    )
+    turns: dict[str, list[Batch]] = {side: [] for side in CREATE_TURNS}
+    settles: dict[str, list[dict[str, Any]]] = {side: [] for side in CREATE_TURNS}
+    for n, side in enumerate(CREATE_TURNS):
+        chunk = bodies[len(turns[side]) * turn_size :][:turn_size]
+        if side == "service":
+            batch = await create_reminders(ctx, chunk, ctx.by(ctx.limits.creates_s))
+        else:
+            batch = await _raw_starts(ctx, chunk, side == "raw_same", f"{side}{n}")
+        queue = ctx.service_queue if side == "service" else ctx.raw_queue
+        settled = await settle(ctx, [queue], ctx.by(ctx.limits.settle_s))
+        turns[side].append(batch)
+        settles[side].append(settled)
+        ctx.say(
+            f"create: turn {n + 1} {side}: {batch.ok} at {batch.rate:.0f}/s, set up after {settled['seconds']} s"
+        )
+    service, raw, same = (pooled(turns[s]) for s in ("service", "raw", "raw_same"))
+    caught_up = {
+        "seconds": round(sum(s["seconds"] for s in settles["service"]), 2),
+        "settled": all(s["settled"] for s in settles["service"]),
+        "pending": settles["service"][-1]["pending"],
+    }
+    raw_caught_up = {
+        "seconds": round(sum(s["seconds"] for s in settles["raw"]), 2),
+        "settled": all(s["settled"] for s in settles["raw"]),
+        "pending": settles["raw"][-1]["pending"],
+    }
     if service.ok:
         ctx.service_create_rate = service.rate
-    ctx.say(f"create: {service.ok} at {service.rate:.0f}/s; waiting for the worker to set them up")
-    caught_up = await settle(ctx, [ctx.service_queue], ctx.by(ctx.limits.settle_s))
+    if raw.ok:
+        ctx.raw_start_rate = raw.rate
     ctx.setup_backlog = caught_up["pending"]
-    ctx.say(
-        f"create: worker caught up after {caught_up['seconds']} s"
-        + ("" if caught_up["settled"] else f" (cut short, {caught_up['pending']} tasks left)")
-    )
-    setup = setup_rate(service, caught_up)
+    ctx.raw_setup_backlog = raw_caught_up["pending"]
+    setup, raw_setup = setup_rate(service, caught_up), setup_rate(raw, raw_caught_up)
     ctx.service_setup_rate = setup or min(ctx.service_setup_rate, service.rate / 2)
-    raw = ctx.baseline.get("create")
-    ratio = service.rate / raw["per_s"] if raw and raw["per_s"] else None
-    ctx.say(f"create: service/raw {ratio or 0:.2f}")
+    ctx.raw_setup_rate = raw_setup or min(ctx.raw_setup_rate, raw.rate / 2)
+    ratio = service.rate / raw.rate if raw.rate else None
+    same_ratio = service.rate / same.rate if same.rate else None
+    ctx.say(f"create: service/raw {ratio or 0:.2f}, service/raw same work {same_ratio or 0:.2f}")
     return {
         "service": service.figures(),
-        "raw": raw,
+        "raw": {**raw.figures(), "worker_caught_up": raw_caught_up},
+        "raw_same_work": same.figures(),
         "ratio": round(ratio, 3) if ratio is not None else None,
+        "ratio_same_work": round(same_ratio, 3) if same_ratio is not None else None,
+        "turns": [
+            {"side": side, "rate": round(b.rate, 1), "settle_s": st["seconds"]}
+            for side in ("raw", "service", "raw_same")
+            for b, st in zip(turns[side], settles[side], strict=True)
+        ],
         "worker_caught_up": caught_up,
         "setup_per_s": {
             "service": round(setup, 1) if setup else None,
-            "raw": raw.get("setup_per_s") if raw else None,
+            "raw": round(raw_setup, 1) if raw_setup else None,
         },
     }
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import py_compile
 import time
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 ARRIVED_ACTIVITY = "bench_arrived"
 ANSWERED_ACTIVITY = "bench_answered"
@@ -27,6 +28,17 @@ class RawSleep:
 
     @workflow.run
     async def run(self, seconds: float) -> None:
+        await workflow.sleep(seconds)
+
+
+@workflow.defn(name="BenchSleepCarrying")
+class RawSleepCarrying:
+    """The sleeping workflow started with what a reminder's start carries: its input as the payload (and,
+    from the client, its search attributes and summary). The server's share of a create, without the
+    service."""
+
+    @workflow.run
+    async def run(self, seconds: float, carried: dict[str, Any]) -> None:
         await workflow.sleep(seconds)
 
 
@@ -93,24 +105,28 @@ def raw_worker(
     pollers: int,
     cache_size: int,
     activity_slots: int,
+    sandboxed: bool,
 ) -> Worker:
-    # Tuned like the service's worker (same pollers, cache and slots) so the comparison is of the code
+    # Tuned like the service's worker (same pollers, cache, slots and runner) so the comparison is of the code
     # each workflow runs, not of worker settings. Its module's bytecode is written first, as the service
     # worker does for its own (the sandbox imports the module again for every workflow).
     py_compile.compile(__file__)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RawSleep, RawBurst, RawReply],
+        workflows=[RawSleep, RawSleepCarrying, RawBurst, RawReply],
         activities=[recorder.arrived, recorder.answered],
         max_cached_workflows=cache_size,
         max_concurrent_workflow_task_polls=pollers,
         max_concurrent_activities=activity_slots,
         graceful_shutdown_timeout=timedelta(seconds=2),
+        **({} if sandboxed else {"workflow_runner": UnsandboxedWorkflowRunner()}),
     )
 
 
-async def _serve(address: str, task_queue: str, cache_size: int, pollers: int, ready: str) -> None:
+async def _serve(
+    address: str, task_queue: str, cache_size: int, pollers: int, ready: str, sandboxed: bool
+) -> None:
     """A minimal worker process, for the memory baseline: the raw workflows and nothing else."""
     import asyncio
     import os
@@ -123,7 +139,13 @@ async def _serve(address: str, task_queue: str, cache_size: int, pollers: int, r
         loop.add_signal_handler(sig, stop.set)
     client = await Client.connect(address)
     worker = raw_worker(
-        client, task_queue, Recorder(), pollers=pollers, cache_size=cache_size, activity_slots=1000
+        client,
+        task_queue,
+        Recorder(),
+        pollers=pollers,
+        cache_size=cache_size,
+        activity_slots=1000,
+        sandboxed=sandboxed,
     )
     async with worker:
         Path(ready).write_text(str(os.getpid()))
@@ -134,5 +156,5 @@ if __name__ == "__main__":
     import asyncio
     import sys
 
-    address, queue, cache, pollers, ready_file = sys.argv[1:6]
-    asyncio.run(_serve(address, queue, int(cache), int(pollers), ready_file))
+    address, queue, cache, pollers, ready_file, sandbox = sys.argv[1:7]
+    asyncio.run(_serve(address, queue, int(cache), int(pollers), ready_file, sandbox == "sandboxed"))

@@ -70,6 +70,7 @@ async def raw_memory(
     count: int,
     *,
     cache_size: int,
+    sandboxed: bool,
     pollers: int,
     concurrency: int,
     say: Callable[[str], None],
@@ -77,7 +78,7 @@ async def raw_memory(
     settle_s: float,
 ) -> dict[str, Any]:
     """`count` sleeping minimal workflows on a Temporal dev server of their own, held by a minimal worker
-    process with the service worker's cache and pollers: the memory of each process, as the service's
+    process with the service worker's cache, pollers and runner: the memory of each process, as the service's
     backlog is measured."""
     workdir.mkdir(parents=True, exist_ok=True)
     server = TemporalDevServer(workdir, port=free_port(), ui_port=free_port(), headless=True)
@@ -97,6 +98,7 @@ async def raw_memory(
                 str(cache_size),
                 str(pollers),
                 str(ready),
+                "sandboxed" if sandboxed else "unsandboxed",
             ],
             workdir / "raw-worker.log",
             {"PYTHONPATH": str(ROOT), **_env()},
