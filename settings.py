@@ -108,11 +108,14 @@ class Settings(BaseSettings):
     reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
     worker_cache_size: int = 1000
-    """Reminders the worker keeps in memory (about 115 KB each, sandboxed; the worker's memory follows
-    this, not the pending reminders); one not cached is replayed from its history when it next has work.
-    Size it for the reminders active within a few minutes."""
+    """Reminders the worker keeps in memory (about 55 KB each, 115 KB sandboxed; the worker's memory
+    follows this, not the pending reminders); one not cached is replayed from its history when it next
+    has work. Size it for the reminders active within a few minutes."""
     worker_activity_slots: int = 10000
-    worker_sandbox: bool = True
+    worker_sandbox: bool = False
+    """Run workflows in Temporal's sandbox: a runtime guard against nondeterministic workflow code, at a
+    fresh module per reminder set up (CPU) and cached (memory). The workflow tests and the replay tests
+    run every workflow in the sandbox, so CI keeps that guard either way."""
     worker_db_pool_size: int = 10
     """PostgreSQL connections of each worker process at most (one backend each on the server)."""
     api_db_pool_size: int = 10
