@@ -15,6 +15,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 ARRIVED_ACTIVITY = "bench_arrived"
 ANSWERED_ACTIVITY = "bench_answered"
@@ -120,7 +121,7 @@ def raw_worker(
         max_concurrent_workflow_task_polls=pollers,
         max_concurrent_activities=activity_slots,
         graceful_shutdown_timeout=timedelta(seconds=2),
-        **({} if sandboxed else {"workflow_runner": UnsandboxedWorkflowRunner()}),
+        workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
     )
 
 

@@ -44,6 +44,8 @@ async def migrate(database_url: str) -> None:
 
 
 async def prepare(settings: Settings, timeout: float = 60) -> None:
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set")
     await wait_for_temporal(settings, timeout)
     await migrate(settings.database_url)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
-from api.deps import get_services
+from api.deps import services_of
 from api.desk import session as cookies
 from api.desk.web import (
     PREFIX,
@@ -45,7 +45,7 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/login")
 async def login_page(request: Request, next: str | None = None) -> Response:
-    settings = get_services(request).settings
+    settings = services_of(request).settings
     current = session_of(request, settings)
     if current is not None and (current.signed_in or not settings.api_key_list):
         return RedirectResponse(_safe_next(next), status_code=303)
@@ -65,7 +65,7 @@ async def login_page(request: Request, next: str | None = None) -> Response:
 
 @router.post("/login")
 async def sign_in(request: Request) -> Response:
-    settings = get_services(request).settings
+    settings = services_of(request).settings
     form = await request.form()
     current = session_of(request, settings)
     secret = secret_of(settings)

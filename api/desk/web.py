@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 from temporalio.service import RPCError
 
-from api.deps import Services, get_services
+from api.deps import Services, services_of
 from api.desk import session as cookies
 from api.errors import ApiError
 from db.store import DATABASE_ERRORS
@@ -106,10 +106,10 @@ def set_session(response: Response, request: Request, value: str) -> None:
     )
 
 
-def desk(request: Request) -> Desk:
+async def desk(request: Request) -> Desk:
     """The dependency of every page but sign-in: a session signed in with a key (or any session, when
     API_KEYS is unset and the API is open too)."""
-    services = get_services(request)
+    services = services_of(request)
     found = session_of(request, services.settings)
     if found is None or (services.settings.api_key_list and not found.signed_in):
         raise SignInNeeded()
@@ -137,7 +137,7 @@ async def render(desk: Desk, name: str, status: int = 200, **context: Any) -> HT
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    settings: Settings = get_services(request).settings
+    settings: Settings = services_of(request).settings
     base = {
         "open_warning": not settings.api_key_list,
         "org": settings.org_name,

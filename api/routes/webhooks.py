@@ -32,7 +32,7 @@ MAX_BODY = 2000
 MAX_PROVIDER_ID = 200
 
 
-def require_webhook_token(
+async def require_webhook_token(
     settings: SettingsDep,
     token: Annotated[str | None, Query(description="WEBHOOK_TOKEN, if set")] = None,
     x_webhook_token: Annotated[str | None, Header()] = None,
