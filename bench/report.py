@@ -478,6 +478,11 @@ def _backlog_rows(r: dict[str, Any]) -> list[Row]:
             f"{r['create']['ok']} at {r['create']['per_s']:.0f}/s",
         ),
         Row("backlog", "worker caught up after the last create", _caught_up(r["settle"])),
+        *(
+            [Row("backlog", "both stacks filled (at the same time) in", f"{r['fill_both_s']:.0f} s")]
+            if r.get("fill_both_s")
+            else []
+        ),
         Row(
             "backlog",
             "RSS total (PSS)",
