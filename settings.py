@@ -107,8 +107,11 @@ class Settings(BaseSettings):
     """The clinic's zone: dates in reports, the list's day filter and the front desk."""
     reconcile_interval: float = 300.0
     worker_workflow_pollers: int = 25
+    worker_workflow_task_slots: int = 100
+    """Workflow tasks the worker runs at once, each on a thread of its own: every one of them contends for
+    Python's lock with the event loop that sends the texts."""
     worker_cache_size: int = 1000
-    """Reminders the worker keeps in memory (about 55 KB each, 115 KB sandboxed; the worker's memory
+    """Reminders the worker keeps in memory (about 60 KB each, 115 KB sandboxed; the worker's memory
     follows this, not the pending reminders); one not cached is replayed from its history when it next
     has work. Size it for the reminders active within a few minutes."""
     worker_activity_slots: int = 10000

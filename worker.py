@@ -56,7 +56,10 @@ def build_worker(settings: Settings, client: Client, activities: ReminderActivit
         workflows=[ReminderWorkflow, KeywordWorkflow, OutboundWorkflow],
         activities=activities.all(),
         max_cached_workflows=settings.worker_cache_size,
-        max_concurrent_workflow_task_polls=settings.worker_workflow_pollers,
+        max_concurrent_workflow_tasks=settings.worker_workflow_task_slots,
+        max_concurrent_workflow_task_polls=min(
+            settings.worker_workflow_pollers, settings.worker_workflow_task_slots
+        ),
         # Sends and mirror writes of a burst arrive together: more pollers drain the activity queue faster.
         max_concurrent_activity_task_polls=10,
         max_concurrent_activities=settings.worker_activity_slots,

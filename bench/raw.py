@@ -107,6 +107,7 @@ def raw_worker(
     cache_size: int,
     activity_slots: int,
     sandboxed: bool,
+    task_slots: int = 100,
 ) -> Worker:
     # Tuned like the service's worker (same pollers, cache, slots and runner) so the comparison is of the code
     # each workflow runs, not of worker settings. Its module's bytecode is written first, as the service
@@ -118,7 +119,8 @@ def raw_worker(
         workflows=[RawSleep, RawSleepCarrying, RawBurst, RawReply],
         activities=[recorder.arrived, recorder.answered],
         max_cached_workflows=cache_size,
-        max_concurrent_workflow_task_polls=pollers,
+        max_concurrent_workflow_tasks=task_slots,
+        max_concurrent_workflow_task_polls=min(pollers, task_slots),
         max_concurrent_activities=activity_slots,
         graceful_shutdown_timeout=timedelta(seconds=2),
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),

@@ -97,6 +97,7 @@ RESERVE_S = {
 SETTINGS_SHOWN = (
     "send_rate_per_second",
     "worker_workflow_pollers",
+    "worker_workflow_task_slots",
     "worker_cache_size",
     "worker_activity_slots",
     "worker_sandbox",
@@ -417,6 +418,7 @@ def main_session(
             cache_size=effective["worker_cache_size"],
             activity_slots=effective["worker_activity_slots"],
             sandboxed=bool(effective["worker_sandbox"]),
+            task_slots=effective["worker_workflow_task_slots"],
         )
         report.memory["main:idle"] = memory_of(stack)
         async with http_client(stack) as http, running(worker), AsyncExitStack() as scaled:
