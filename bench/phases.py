@@ -355,16 +355,14 @@ async def create_phase(ctx: Ctx, count: int) -> dict[str, Any]:
             f"create: turn {n + 1} {side}: {batch.ok} at {batch.rate:.0f}/s, set up after {settled['seconds']} s"
         )
     service, raw, same = (pooled(turns[s]) for s in ("service", "raw", "raw_same"))
-    caught_up = {
-        "seconds": round(sum(s["seconds"] for s in settles["service"]), 2),
-        "settled": all(s["settled"] for s in settles["service"]),
-        "pending": settles["service"][-1]["pending"],
-    }
-    raw_caught_up = {
-        "seconds": round(sum(s["seconds"] for s in settles["raw"]), 2),
-        "settled": all(s["settled"] for s in settles["raw"]),
-        "pending": settles["raw"][-1]["pending"],
-    }
+    caught_up, raw_caught_up = (
+        {
+            "seconds": round(sum(s["seconds"] for s in settles[side]), 2),
+            "settled": all(s["settled"] for s in settles[side]),
+            "pending": settles[side][-1]["pending"],
+        }
+        for side in ("service", "raw")
+    )
     if service.ok:
         ctx.service_create_rate = service.rate
     if raw.ok:
