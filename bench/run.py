@@ -439,7 +439,7 @@ def main_session(
 
             async def two_workers(measure: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
                 """The phase with a second worker process on the same server and PostgreSQL, started
-                for the first such phase and kept for the rest of the session."""
+                for the first such phase and kept until the backlog, which measures one worker."""
                 if not second:
                     say("scale-out: starting a second worker process")
                     second.append(await scaled.enter_async_context(extra_worker(stack)))
@@ -451,6 +451,10 @@ def main_session(
                 return result
 
             async def backlog() -> dict[str, Any]:
+                if second:
+                    say("scale-out: stopping the second worker process before the backlog")
+                    await scaled.aclose()
+                    second.clear()
                 # The raw stack fills at the same time as the service's: each dev server is held up by its
                 # own database more than by the CPU, so the full profile takes the longer of the two fills
                 # rather than their sum. Each stack's memory is read once its own fill has settled.
