@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 # Passed through the sandbox: imported once per worker, not again for every workflow instance.
 with workflow.unsafe.imports_passed_through():
     from workflows import activities
-    from workflows.activities import LATE_SEND_GRACE, Armed, Timer
+    from workflows.activities import LATE_SEND_GRACE, Armed, Timer, arm_ahead
     from workflows.mirror import Mirror
     from workflows.models import (
         Answer,
@@ -30,10 +30,8 @@ with workflow.unsafe.imports_passed_through():
         rescheduled,
     )
 
-# A reminder dispatches its send this long before the notify time; the activity holds until the instant
-# itself. The server's work for a burst (timer, workflow task, activity dispatch) is then done in the
-# minute before it, and at the instant only the texts go out.
-ARM_AHEAD = timedelta(seconds=60)
+# A reminder dispatches its send ahead of the notify time (activities.arm_ahead: one to five minutes, its
+# own); the activity holds until the instant, so at the instant only the texts go out.
 # A contact who keeps sending gibberish gets this many "did not understand" answers, then silence.
 MAX_UNPARSABLE_ANSWERS = 3
 # Replies remembered by provider id so a webhook delivered twice has effect once.
@@ -60,6 +58,7 @@ class ReminderWorkflow:
         self._quiet_until: datetime | None = None
         self._armed: Armed | None = None
         self._timer = Timer()
+        self._arm_ahead = arm_ahead(inp.reminder_id)
 
     @property
     def _state(self) -> ReminderState:
@@ -142,7 +141,7 @@ class ReminderWorkflow:
             self._next_prompt, due = next_prompt(state, self._next_prompt, now, LATE_SEND_GRACE)
             if due is not None and self._quiet_until is not None:
                 due = max(due, self._quiet_until)
-            if due is not None and due - now <= ARM_AHEAD:
+            if due is not None and due - now <= self._arm_ahead:
                 self._arm(due)
                 due = None
         if now >= state.appointment and self._armed is None:
@@ -151,7 +150,7 @@ class ReminderWorkflow:
             return True
         if self._armed is None and activities.history_too_long(HISTORY_EVENTS_LIMIT):
             await self._continue_as_new()
-        wake_at = state.appointment if due is None else min(due - ARM_AHEAD, state.appointment)
+        wake_at = state.appointment if due is None else min(due - self._arm_ahead, state.appointment)
         self._timer.set(wake_at if wake_at > now else None)
         await workflow.wait_condition(
             lambda: (
