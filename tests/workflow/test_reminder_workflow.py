@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from workflows.activities import arm_ahead
 from workflows.models import (
     MARK_DELETED,
     MIRROR_STATE,
@@ -495,10 +497,10 @@ async def test_quiet_hours_past_the_appointment_leave_it_not_sent_saying_why(wor
     assert fakes.sent == []
 
 
-async def test_an_evicted_reminder_is_armed_a_minute_before_its_send(workflow_env, fakes):
+async def test_an_evicted_reminder_is_armed_ahead_of_its_send(workflow_env, fakes):
     """With a cache smaller than the reminders waiting, a reminder evicted while it sleeps is replayed
-    when its timer fires, a minute ahead of its notify time, and its send is dispatched then, not at the
-    instant."""
+    when its timer fires, its own arm-ahead time before its notify time, and its send is dispatched then,
+    not at the instant."""
     async with Worker(
         workflow_env.client,
         task_queue=f"test-{uuid.uuid4().hex}",
@@ -507,7 +509,12 @@ async def test_an_evicted_reminder_is_armed_a_minute_before_its_send(workflow_en
         max_cached_workflows=2,
         max_concurrent_workflow_tasks=2,
     ) as small:
-        inp = reminder(timedelta(hours=1, seconds=64), [1])
+        reminder_id = uuid.uuid4().hex
+        ahead = arm_ahead(reminder_id)
+        assert timedelta(seconds=60) <= ahead <= timedelta(seconds=300)
+        inp = dataclasses.replace(
+            reminder(timedelta(hours=1, seconds=4) + ahead, [1]), reminder_id=reminder_id
+        )
         notify_at = inp.appointment - timedelta(hours=1)
         handle = await start(workflow_env, small, inp)
         deadline = asyncio.get_running_loop().time() + 10
@@ -527,7 +534,7 @@ async def test_an_evicted_reminder_is_armed_a_minute_before_its_send(workflow_en
             assert asyncio.get_running_loop().time() < deadline, "the send was not armed ahead"
             await asyncio.sleep(0.2)
         armed_at = scheduled[0].event_time.ToDatetime(tzinfo=UTC)
-        assert notify_at - armed_at >= timedelta(seconds=55), (armed_at, notify_at)
+        assert notify_at - armed_at >= ahead - timedelta(seconds=5), (armed_at, notify_at, ahead)
         assert fakes.sent == []
         for h in [handle, *fillers]:
             await h.terminate()
