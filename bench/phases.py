@@ -37,7 +37,7 @@ from rules.segments import encoding_of
 # Planning a burst: the instant is set this far past the expected end of the creates, so a create rate
 # that sags mid-way (the server flushing, a GC) still finishes in time.
 LEAD_FACTOR = 1.5
-LEAD_EXTRA_S = 8.0
+LEAD_EXTRA_S = 20.0
 # However short the phase, a burst gets at least this long after its instant to arrive, and the replies
 # this long for the webhooks and their confirmations.
 MIN_DRAIN_S = 15.0
