@@ -291,7 +291,6 @@ async def _raw_burst(ctx: Ctx, count: int) -> dict[str, Any]:
 # server work that outlasts its task queue (visibility writes), so an uncounted turn goes first: no counted
 # turn gets a server with nothing left over.
 CREATE_TURNS = ("raw", "service", "raw_same", "raw_same", "service", "raw")
-WARM_UP_TURN = "raw_same"
 
 
 def pooled(batches: list[Batch]) -> Batch:
@@ -336,9 +335,9 @@ async def create_phase(ctx: Ctx, count: int) -> dict[str, Any]:
         f"create: {count} POST /reminder and {count} raw starts of each kind, {ctx.concurrency} in flight,"
         f" taking turns of {turn_size}: {' '.join(CREATE_TURNS)}"
     )
-    warm = await _raw_starts(ctx, bodies[: turn_size // 2], WARM_UP_TURN == "raw_same", "warm")
+    warm = await _raw_starts(ctx, bodies[: turn_size // 2], True, "warm")
     await settle(ctx, [ctx.raw_queue], ctx.by(ctx.limits.settle_s))
-    ctx.say(f"create: uncounted first turn {WARM_UP_TURN}: {warm.ok} at {warm.rate:.0f}/s")
+    ctx.say(f"create: uncounted first turn raw_same: {warm.ok} at {warm.rate:.0f}/s")
     turns: dict[str, list[Batch]] = {side: [] for side in CREATE_TURNS}
     settles: dict[str, list[dict[str, Any]]] = {side: [] for side in CREATE_TURNS}
     for n, side in enumerate(CREATE_TURNS):

@@ -67,18 +67,17 @@ async def reconcile(client: Client, store: Store, *, closed_since: timedelta = t
     # A sleeping reminder's row keeps seq 0 until its workflow first writes it, days later: a row is an
     # orphan candidate only when the listing does not show its workflow. Read before the listing, so every
     # candidate is already ORPHAN_AGE old when it starts; each left over costs the server one describe.
-    candidates = {bytes.fromhex(r) for r in await store.unstarted_rows(older_than=ORPHAN_AGE)}
+    candidates = set(await store.unstarted_rows(older_than=ORPHAN_AGE))
     batch: list[WorkflowExecution] = []
     async for execution in client.list_workflows(query, page_size=BATCH):
         batch.append(execution)
         if candidates:
-            candidates.discard(_packed(execution.id))
+            candidates.discard(execution.id.removeprefix(WORKFLOW_ID_PREFIX))
         if len(batch) >= BATCH:
             await _reconcile_batch(client, store, batch, report)
             batch = []
     await _reconcile_batch(client, store, batch, report)
-    for packed in candidates:
-        reminder_id = packed.hex()
+    for reminder_id in candidates:
         report.orphans_checked += 1
         try:
             await client.get_workflow_handle(workflow_id(reminder_id)).describe()
@@ -87,13 +86,6 @@ async def reconcile(client: Client, store: Store, *, closed_since: timedelta = t
                 await store.forget(reminder_id)
                 report.orphans_removed += 1
     return report
-
-
-def _packed(wf_id: str) -> bytes:
-    try:
-        return bytes.fromhex(wf_id.removeprefix(WORKFLOW_ID_PREFIX))
-    except ValueError:
-        return b""
 
 
 async def _reconcile_batch(
