@@ -43,6 +43,8 @@ LEAD_EXTRA_S = 20.0
 MIN_DRAIN_S = 15.0
 REPLY_WINDOW_S = 20.0
 DAY = 86400.0
+# The backlog's memory is read at these pending counts on the way to its full size, and at the end.
+BACKLOG_STAGES = (5_000, 20_000)
 
 
 @dataclass(frozen=True)
@@ -665,6 +667,12 @@ async def pacing_phase(
 # backlog --------------------------------------------------------------------------------------------
 
 
+def backlog_stages(count: int) -> list[int]:
+    """The pending counts memory is read at on the way to `count`: whether it follows the reminders
+    waiting is told by how it changes between them."""
+    return [s for s in BACKLOG_STAGES if s < count] + [count]
+
+
 async def backlog_phase(
     ctx: Ctx, count: int, usage: Callable[[], dict[str, Any]], data_dir: Path
 ) -> dict[str, Any]:
@@ -672,13 +680,21 @@ async def backlog_phase(
     start = time.time() + 3 * DAY
     # Spread over a week so the notify times are days ahead and distinct.
     bodies = [reminder_body(c, start + (i * 6.048) % (7 * DAY), 24) for i, c in enumerate(contacts)]
-    ctx.say(f"backlog: creating {count} pending reminders (this takes a while)")
     before = usage()
-    created = await create_reminders(ctx, bodies, ctx.by(ctx.limits.creates_s))
-    ids = [r for r in created.results if r]
-    ctx.say(f"backlog: created {created.ok} at {created.rate:.0f}/s; settling")
-    settled = await settle(ctx, [ctx.service_queue], ctx.by(ctx.limits.settle_s))
-    after = usage()
+    stages: list[dict[str, Any]] = []
+    batches: list[Batch] = []
+    ids: list[str] = []
+    done = 0
+    for stage in backlog_stages(count):
+        ctx.say(f"backlog: creating reminders {done + 1} to {stage} (this takes a while)")
+        created = await create_reminders(ctx, bodies[done:stage], ctx.by(ctx.limits.creates_s))
+        batches.append(created)
+        ids += [r for r in created.results if r]
+        done = stage
+        ctx.say(f"backlog: created {created.ok} at {created.rate:.0f}/s; settling")
+        settled = await settle(ctx, [ctx.service_queue], ctx.by(ctx.limits.settle_s))
+        stages.append({"pending": len(ids), "create": created.figures(), "settle": settled, "usage": usage()})
+    after = stages[-1]["usage"]
     disk = disk_usage(data_dir)
 
     ctx.say("backlog: GET /reminder/{id} and GET /reminder?limit=100, one at a time")
@@ -703,8 +719,9 @@ async def backlog_phase(
         cursor = response.json().get("next_cursor")
     return {
         "count": count,
-        "create": created.figures(),
-        "settle": settled,
+        "create": pooled(batches).figures(),
+        "settle": stages[-1]["settle"],
+        "stages": stages,
         "usage_before": before,
         "usage_after": after,
         "disk": disk,

@@ -472,6 +472,7 @@ def _backlog_rows(r: dict[str, Any]) -> list[Row]:
     elif r.get("raw_error"):
         memory.append(Row("backlog", "raw Temporal memory", r["raw_error"][:100]))
     return [
+        *_stage_rows(r),
         Row(
             "backlog",
             f"{r['count']} pending: created",
@@ -508,4 +509,29 @@ def _backlog_rows(r: dict[str, Any]) -> list[Row]:
             "p99 < 50 ms",
             bool(listing.get("n")) and listing["p99"] < 50,
         ),
+    ]
+
+
+def _stage_rows(r: dict[str, Any]) -> list[Row]:
+    """Memory at each pending count on the way: the worker's RSS should not follow the reminders waiting."""
+    stages = r.get("stages") or []
+    if len(stages) < 2:
+        return []
+    raw = {st["pending"]: st["usage_held"] for st in (r.get("raw") or {}).get("stages", [])}
+    worker = [st["usage"].get("worker", {}).get("rss_bytes", 0) for st in stages]
+    totals = []
+    for st in stages:
+        mine = st["usage"].get("total", {}).get("pss_bytes", 0)
+        theirs = raw.get(st["pending"], {}).get("total", {}).get("pss_bytes")
+        totals.append(f"{st['pending']}: {mine / MB:.0f}" + (f" (raw {theirs / MB:.0f})" if theirs else ""))
+    spread = max(worker) / min(worker) if min(worker) else math.inf
+    return [
+        Row(
+            "backlog",
+            "worker RSS at " + " / ".join(str(st["pending"]) for st in stages) + " pending",
+            " / ".join(f"{w / MB:.0f}" for w in worker) + f" MB (largest {spread:.2f}x the smallest)",
+            "within 20 %",
+            spread <= 1.2,
+        ),
+        Row("backlog", "PSS all processes by pending, MB", ", ".join(totals)),
     ]

@@ -16,7 +16,7 @@ from typing import Any
 from temporalio.client import Client
 
 from bench.load import run_batch
-from bench.phases import backlog_count
+from bench.phases import backlog_count, backlog_stages
 from bench.system import usage_of
 from devstack.embedded import TemporalDevServer, free_port, spawn, stop_process
 from devstack.harness import ROOT, Stack
@@ -107,25 +107,37 @@ async def raw_memory(
         idle = {"temporal": usage(server.proc.pid if server.proc else 0), "worker": usage(worker.pid)}
         say(f"backlog_raw: {count} sleeping workflows on a raw stack of their own ({server.address})")
 
+        stages: list[dict[str, Any]] = []
+        done = 0
+
         async def start(i: int) -> bool:
-            await client.start_workflow("BenchSleep", 7 * 86400.0, id=f"bench-mem-{i}", task_queue=queue)
+            # `done` is the count started in the stages before this one.
+            await client.start_workflow(
+                "BenchSleep", 7 * 86400.0, id=f"bench-mem-{done + i}", task_queue=queue
+            )
             return True
 
-        started = await run_batch(count, concurrency, start, deadline)
-        settled = await _settle(client, queue, time.time() + settle_s)
-        held = {"temporal": usage(server.proc.pid if server.proc else 0), "worker": usage(worker.pid)}
-        held["total"] = {k: sum(p[k] for p in held.values()) for k in ("rss_bytes", "pss_bytes", "cpu_s")}
-        say(
-            f"backlog_raw: {started.ok} started at {started.rate:.0f}/s; PSS temporal "
-            f"{held['temporal']['pss_bytes'] >> 20} MB, worker {held['worker']['pss_bytes'] >> 20} MB"
-        )
+        for stage in backlog_stages(count):
+            started = await run_batch(stage - done, concurrency, start, deadline)
+            done = stage
+            settled = await _settle(client, queue, time.time() + settle_s)
+            held = {"temporal": usage(server.proc.pid if server.proc else 0), "worker": usage(worker.pid)}
+            held["total"] = {k: sum(p[k] for p in held.values()) for k in ("rss_bytes", "pss_bytes", "cpu_s")}
+            stages.append(
+                {"pending": stage, "start": started.figures(), "settle": settled, "usage_held": held}
+            )
+            say(
+                f"backlog_raw: {stage} started ({started.rate:.0f}/s); PSS temporal "
+                f"{held['temporal']['pss_bytes'] >> 20} MB, worker {held['worker']['pss_bytes'] >> 20} MB"
+            )
         return {
             "count": count,
-            "start": started.figures(),
-            "settle": settled,
+            "start": stages[-1]["start"],
+            "settle": stages[-1]["settle"],
+            "stages": stages,
             "cache_size": cache_size,
             "usage_idle": idle,
-            "usage_held": held,
+            "usage_held": stages[-1]["usage_held"],
         }
     finally:
         if worker is not None:

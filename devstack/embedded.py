@@ -27,6 +27,10 @@ from workflows.models import SEARCH_ATTRIBUTE_TYPES
 log = logging.getLogger("reminders.stack")
 
 PG_SYSTEM_USER = "embedded_postgres"
+# PostgreSQL's own buffer cache (its default is 128 MB). Every page it holds counts in the stack's memory
+# once filled, and with 100,000 reminders it fills; the service reads a page of a list or one row at a
+# time, which the kernel's page cache serves as well from beyond this. Sized for the work, not the table.
+PG_SHARED_BUFFERS = "32MB"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -317,7 +321,7 @@ class EmbeddedPostgres:
                 "postgres",
             )
         self._clear_stale_pid_file()
-        options = f"-h '' -k {self.socket_dir} -c max_connections=200 -c fsync=on"
+        options = f"-h '' -k {self.socket_dir} -c max_connections=200 -c fsync=on -c shared_buffers={PG_SHARED_BUFFERS}"
         try:
             self._run(
                 "pg_ctl",
