@@ -24,6 +24,7 @@ from settings import Settings, get_settings
 from stack.clients import connect_temporal, metrics_runtime
 from stack.logs import setup_logging
 from stack.reconcile import reconcile_forever
+from stack.trim import trim_forever
 from workflows.keyword import KeywordWorkflow
 from workflows.outbound import OutboundWorkflow
 from workflows.reminder import ReminderWorkflow
@@ -112,7 +113,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
             log.info("worker polling task queue %s (provider %s)", settings.task_queue, settings.provider)
             if ready_file is not None:
                 ready_file.write_text(str(os.getpid()))
-            background = [asyncio.create_task(events.run(stop))]
+            background = [asyncio.create_task(events.run(stop)), asyncio.create_task(trim_forever(stop))]
             if settings.reconcile_interval > 0:
                 background.append(
                     asyncio.create_task(reconcile_forever(client, store, settings.reconcile_interval, stop))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from api.metrics import router as metrics_router
 from api.routes import events, health, inbox, opt_outs, reminders, reports, resend, webhooks
 from settings import Settings, get_settings
 from stack.logs import setup_logging
+from stack.trim import trim_forever
 
 log = logging.getLogger("reminders.api")
 
@@ -30,9 +32,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         if not settings.api_key_list:
             log.warning("API_KEYS is not set: the /reminder API is open to anyone who can reach it")
+        stop = asyncio.Event()
+        trimmer = asyncio.create_task(trim_forever(stop))
         try:
             yield
         finally:
+            stop.set()
+            await trimmer
             await services.close()
 
     app = FastAPI(

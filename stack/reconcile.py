@@ -67,7 +67,7 @@ async def reconcile(client: Client, store: Store, *, closed_since: timedelta = t
     # A sleeping reminder's row keeps seq 0 until its workflow first writes it, days later: a row is an
     # orphan candidate only when the listing does not show its workflow. Read before the listing, so every
     # candidate is already ORPHAN_AGE old when it starts; each left over costs the server one describe.
-    candidates = set(await store.unstarted_rows(older_than=ORPHAN_AGE))
+    candidates = await store.unstarted_rows(older_than=ORPHAN_AGE)
     batch: list[WorkflowExecution] = []
     async for execution in client.list_workflows(query, page_size=BATCH):
         batch.append(execution)
