@@ -13,14 +13,20 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 # A receiver's next event for each reminder, oldest first: events of one reminder go out one at a time.
+# Heads are taken from the oldest $3 entries of the queue only, so a receiver that was down with a long
+# queue costs each poll that many rows, not the whole queue. Among those entries the oldest of a reminder is
+# its true head: any older one of the same reminder would be older still, so it would be among them too.
 _HEADS = """
 SELECT * FROM (
     SELECT DISTINCT ON (q.ordering) q.event_id, q.attempts, e.type, e.at, e.data, e.reminder_id, e.message_id
-    FROM event_queue q JOIN events e ON e.id = q.event_id
-    WHERE q.receiver = $1
+    FROM (
+        SELECT * FROM event_queue WHERE receiver = $1 ORDER BY event_id LIMIT $3
+    ) q JOIN events e ON e.id = q.event_id
     ORDER BY q.ordering, q.event_id
 ) heads ORDER BY event_id LIMIT $2
 """
+# How many of the oldest queue entries a poll looks at, per head it wants.
+HEADS_WINDOW = 20
 
 # Events past their retention go, and each receiver that had not taken them counts them as lost.
 _PRUNE = """
@@ -81,7 +87,7 @@ class EventRows:
 
     @staticmethod
     async def event_heads(conn: Conn, receiver: int, limit: int) -> list[asyncpg.Record]:
-        return await conn.fetch(_HEADS, receiver, limit)
+        return await conn.fetch(_HEADS, receiver, limit, limit * HEADS_WINDOW)
 
     @staticmethod
     async def acknowledge(conn: Conn, receiver: int, taken: list[int], missed: list[int]) -> None:
@@ -152,13 +158,22 @@ class EventRows:
 
     async def conversation(self, contact_number: str, limit: int = 50) -> list[asyncpg.Record]:
         """The latest texts to and from a number, oldest first (texts claimed but not sent left out)."""
+        return (await self.conversations([contact_number], limit)).get(contact_number, [])
+
+    async def conversations(self, numbers: list[str], limit: int = 50) -> dict[str, list[asyncpg.Record]]:
+        """`conversation` of each number, for a page of the inbox in one round trip."""
         rows = await self.pool.fetch(
-            "SELECT * FROM messages WHERE contact_number = $1 AND (direction = 'inbound' OR provider_id IS NOT NULL)"
-            " ORDER BY at DESC, id DESC LIMIT $2",
-            contact_number,
+            "SELECT m.* FROM unnest($1::text[]) AS n(number) CROSS JOIN LATERAL ("
+            " SELECT * FROM messages WHERE contact_number = n.number"
+            " AND (direction = 'inbound' OR provider_id IS NOT NULL)"
+            " ORDER BY at DESC, id DESC LIMIT $2) m",
+            sorted(set(numbers)),
             limit,
         )
-        return list(reversed(rows))
+        found: dict[str, list[asyncpg.Record]] = {}
+        for row in reversed(rows):
+            found.setdefault(row["contact_number"], []).append(row)
+        return found
 
     async def mark_done(self, message_id: int) -> bool:
         """Clears a reply from the inbox; False when it was not waiting there."""

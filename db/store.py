@@ -183,6 +183,14 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows):
             "SELECT * FROM reminders WHERE reminder_id = $1 AND deleted_at IS NULL", reminder_id
         )
 
+    async def get_many(self, reminder_ids: list[str]) -> dict[str, asyncpg.Record]:
+        """`get` of each of these reminders, by id, in one round trip."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM reminders WHERE reminder_id = ANY($1::text[]) AND deleted_at IS NULL",
+            sorted(set(reminder_ids)),
+        )
+        return {r["reminder_id"]: r for r in rows}
+
     async def list_page(
         self,
         *,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
@@ -49,10 +50,24 @@ async def login_page(request: Request, next: str | None = None) -> Response:
     current = session_of(request, settings)
     if current is not None and (current.signed_in or not settings.api_key_list):
         return RedirectResponse(_safe_next(next), status_code=303)
+    if not settings.api_key_list and request.query_params.get("check"):
+        # The open-mode session set one hop ago did not come back: a client without cookies would
+        # otherwise go round between this page and the desk for ever.
+        return page(
+            request,
+            "error.html",
+            400,
+            code=400,
+            message="The desk keeps its session in a cookie, and this browser sent none back: allow "
+            "cookies for this site and open the desk again.",
+        )
     # Signing in needs a session too: its nonce makes the sign-in form's CSRF token.
     value = cookies.new_cookie(secret_of(settings), int(time.time()))
     if not settings.api_key_list:
-        response: Response = RedirectResponse(_safe_next(next), status_code=303)
+        # Open mode: back here once to see that the session came back, then on to the page asked for.
+        response: Response = RedirectResponse(
+            f"{PREFIX}/login?{urlencode({'next': _safe_next(next), 'check': '1'})}", status_code=303
+        )
     else:
         fresh = cookies.read_cookie(value, secret_of(settings), [], int(time.time()))
         assert fresh is not None

@@ -29,13 +29,21 @@ MAX_REPLY = 1600
 MAX_IDEMPOTENCY_KEY = 200
 
 
-async def inbox_item(store: Store, row: asyncpg.Record) -> dict[str, Any]:
-    reminder = await store.get(row["reminder_id"]) if row["reminder_id"] else None
-    return {
-        "message": message_view(row),
-        "reminder": reminder_view(reminder) if reminder is not None else None,
-        "conversation": [message_view(m) for m in await store.conversation(row["contact_number"])],
-    }
+async def inbox_items(store: Store, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Each waiting reply with its reminder and its conversation: three round trips for a page."""
+    reminders = await store.get_many([r["reminder_id"] for r in rows if r["reminder_id"]])
+    talks = await store.conversations([r["contact_number"] for r in rows])
+    items = []
+    for row in rows:
+        reminder = reminders.get(row["reminder_id"]) if row["reminder_id"] else None
+        items.append(
+            {
+                "message": message_view(row),
+                "reminder": reminder_view(reminder) if reminder is not None else None,
+                "conversation": [message_view(m) for m in talks.get(row["contact_number"], [])],
+            }
+        )
+    return items
 
 
 def _cursor(after: tuple[datetime, int]) -> str:
@@ -65,7 +73,7 @@ async def list_inbox(
         limit=limit, after=_after(cursor) if cursor else None, newest_first=order == "newest"
     )
     body: dict[str, Any] = {
-        "items": [await inbox_item(store, row) for row in page.rows],
+        "items": await inbox_items(store, page.rows),
         "count": await store.inbox_count(),
     }
     if page.next_after is not None:

@@ -88,8 +88,13 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1100, "height": 800})
     context.set_default_timeout(20_000)
     p = context.new_page()
+    refused: list[str] = []
+    # The desk's Content-Security-Policy allows its own script and stylesheet only: anything it blocks
+    # (an inline script left in a template) is a part of a page that silently stopped working.
+    p.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     yield p
     context.close()
+    assert not refused, refused
 
 
 def shot(page: Page, name: str, tmp_path: Path) -> None:

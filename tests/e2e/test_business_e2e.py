@@ -314,6 +314,50 @@ def test_events_past_their_retention_go_and_a_receiver_that_missed_them_counts_t
     assert lost == 1 and left == 0
 
 
+def _pairs(rows: list[asyncpg.Record]) -> list[tuple[str, int]]:
+    return [(r["reminder_id"], r["event_id"]) for r in rows]
+
+
+def test_a_long_queue_gives_each_reminder_its_oldest_event_first(stack: Stack):
+    """A receiver that was down has a long queue; a poll looks at its oldest entries only, and what it takes
+    is still each reminder's oldest event, never a later one ahead of it."""
+    url = f"http://receiver-{random.randrange(10**9)}.invalid/events"
+
+    async def heads() -> tuple[list[tuple[str, int]], list[tuple[str, int]], dict[str, list[int]]]:
+        pool = await asyncpg.create_pool(stack.run_info()["database_url"], min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                target = await conn.fetchval(
+                    "INSERT INTO event_receivers (url, active) VALUES ($1, false) RETURNING id", url
+                )
+                made: dict[str, list[int]] = {}
+                # One busy reminder's 45 events first, then one each of two more.
+                for ordering in ["busy"] * 45 + ["second", "third"]:
+                    event = await conn.fetchval(
+                        "INSERT INTO events (type, reminder_id, data) VALUES ('reminder.sent', $1, '{}')"
+                        " RETURNING id",
+                        ordering,
+                    )
+                    await conn.execute(
+                        "INSERT INTO event_queue (receiver, event_id, ordering) VALUES ($1, $2, $3)",
+                        target,
+                        event,
+                        ordering,
+                    )
+                    made.setdefault(ordering, []).append(event)
+                one = await Store.event_heads(conn, target, 1)
+                three = await Store.event_heads(conn, target, 3)
+                await conn.execute("DELETE FROM event_receivers WHERE id = $1", target)
+            return _pairs(one), _pairs(three), made
+        finally:
+            await pool.close()
+
+    one, three, made = asyncio.run(heads())
+    assert one == [("busy", made["busy"][0])]
+    # Three heads look at the oldest 60 entries: the busy reminder's first and both others, nothing later.
+    assert three == [("busy", made["busy"][0]), ("second", made["second"][0]), ("third", made["third"][0])]
+
+
 def test_a_reschedule_and_a_staff_opt_out_are_events(stack: Stack, receiver: EventReceiver):
     number = new_number()
     later = (datetime.now(NEW_YORK) + timedelta(days=3)).replace(second=0, microsecond=0)

@@ -4,6 +4,7 @@ DATABASE_URL every page that needs PostgreSQL answers the friendly 503 page)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -90,6 +91,8 @@ def test_sign_in_csrf_and_the_friendly_503_page():
         cookie = login.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/app" in cookie
         assert 'name="next" value="/app"' in login.text  # never a redirect to another site
+        policy = login.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
         token = _csrf(login.text)
         refused = client.post("/app/login", data={"csrf": "forged", "key": "key-one", "next": "/app"})
         assert refused.status_code == 303 and refused.headers["location"].startswith("/app/login")
@@ -117,7 +120,37 @@ def test_with_api_keys_unset_the_desk_is_open_and_says_so():
         first = client.get("/app")
         assert first.headers["location"].startswith("/app/login")
         opened = client.get(first.headers["location"])
-        assert opened.status_code == 303 and opened.headers["location"] == "/app"
+        assert opened.status_code == 303 and opened.headers["location"] == "/app/login?next=%2Fapp&check=1"
+        # The session came back: on to the page asked for.
+        checked = client.get(opened.headers["location"])
+        assert checked.status_code == 303 and checked.headers["location"] == "/app"
         page = client.get("/app")
         assert page.status_code == 503  # no PostgreSQL here, but past the sign-in
         assert "API_KEYS is not set" in page.text
+
+
+def test_open_mode_without_cookies_stops_at_a_page_that_says_so():
+    """A client that sends no cookie back (curl without a jar) is told why, not redirected in a loop."""
+    app = create_app(Settings(api_keys=None, database_url=None, _env_file=None))
+    with TestClient(app, follow_redirects=False) as client:
+        hops = []
+        url = "/app"
+        for _ in range(6):
+            client.cookies.clear()
+            response = client.get(url)
+            hops.append(response.status_code)
+            if response.status_code != 303:
+                break
+            url = response.headers["location"]
+        assert hops == [303, 303, 400]
+        assert "allow cookies" in response.text
+
+
+def test_no_template_carries_a_script_the_policy_would_block():
+    """The pages' policy allows only /app/static/desk.js: inline scripts and handlers would not run."""
+    templates = Path(__file__).resolve().parents[2] / "api" / "desk" / "templates"
+    for template in templates.glob("*.html"):
+        text = template.read_text()
+        assert re.findall(r"<script(?![^>]*\ssrc=)[^>]*>", text) == [], template.name
+        assert not re.search(r"\son[a-z]+=", text), template.name
+        assert "style=" not in text, template.name

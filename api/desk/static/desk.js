@@ -1,5 +1,7 @@
-// The front desk's one script: keeps the live part of a page and the inbox badge fresh by polling, and
-// asks before a form marked data-confirm is sent. A failed poll (the stack restarting) is shown and retried.
+// The front desk's one script (the pages' Content-Security-Policy allows no other): keeps the live part of
+// a page and the inbox badge fresh by polling, asks before a form marked data-confirm is sent, puts the
+// cursor on the first field marked invalid, and reloads a page marked data-reload after that many ms.
+// A failed poll (the stack restarting) is shown and retried.
 (function () {
   "use strict";
   var EVERY = 2500;
@@ -48,6 +50,10 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     setTimeout(poll, EVERY);
+    var invalid = document.querySelector("[aria-invalid=true]");
+    if (invalid) invalid.focus();
+    var reload = document.querySelector("[data-reload]");
+    if (reload) setTimeout(function () { location.reload(); }, Number(reload.getAttribute("data-reload")));
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
         if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
