@@ -6,15 +6,19 @@ before the provider is called the send claims its key ("attempt A calls now"), i
 checks the opt-out and whether the reminder still wants it. Another attempt that finds a claim with no
 provider id waits for it while it may be live; once it is older than the settle time, the provider's own
 records decide: found, it is recorded and not sent again; not found, it is sent again and counted.
+A PostgreSQL outage is waited out inside the attempt, before the claim as after the provider's answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -60,6 +64,26 @@ FENCE_GUARD = 0.01
 CLAIM_POLL = 0.5
 
 
+T = TypeVar("T")
+# A call waiting out PostgreSQL tries again after this long at first, doubling up to the longest.
+DB_WAIT_FIRST = 0.2
+DB_WAIT_LONGEST = 3.0
+
+
+async def _waiting_for_postgres(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Runs a database call until PostgreSQL answers. A send waits out an outage inside its attempt (it
+    heartbeats meanwhile) and goes on within seconds of PostgreSQL's return: failing the attempt instead
+    left the next one to Temporal's backoff, up to a minute after PostgreSQL was back."""
+    delay = DB_WAIT_FIRST
+    while True:
+        try:
+            return await call()
+        except DATABASE_ERRORS as err:
+            log.warning("%s waits for PostgreSQL: %r", what, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, DB_WAIT_LONGEST)
+
+
 def _count(name: str, description: str, **labels: str) -> None:
     """A counter on the SDK's meter, exported with the worker's Temporal metrics on METRICS_PORT."""
     activity.metric_meter().create_counter(name, description).with_additional_attributes(labels).add(1)
@@ -102,7 +126,8 @@ class ReminderActivities:
     @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendRequest) -> SendResult:
         if request.mirror_before is not None:
-            await self._store.upsert_state(request.mirror_before)
+            before = request.mirror_before
+            await _waiting_for_postgres(f"{request.key}: mirror", lambda: self._store.upsert_state(before))
         if request.not_before is not None:
             # Armed ahead of its time: hold until the instant. The heartbeat timeout covers the hold.
             hold = (request.not_before - datetime.now(UTC)).total_seconds()
@@ -171,20 +196,24 @@ class ReminderActivities:
                 if pacing is None and self._send_interval:
                     # One slot per send: a send waiting on another attempt's claim does not book more.
                     pacing = await self._wait_for_send_slot(sender, first_body)
-                claim = await self._store.claim_send(
-                    key=request.key,
-                    reminder_id=request.reminder_id,
-                    contact_number=number,
-                    purpose=request.purpose.value,
-                    body=body,
-                    provider=self._provider.name,
-                    sender=sender,
-                    attempt=attempt,
-                    check_opt_out=request.purpose not in _SENT_WHEN_OPTED_OUT,
-                    armed=request.armed,
-                    take_over=take_over,
-                    first_body=first_body if first_body != body else None,
-                    pacing=pacing,
+                claim = await _waiting_for_postgres(
+                    f"{request.key}: claim",
+                    functools.partial(
+                        self._store.claim_send,
+                        key=request.key,
+                        reminder_id=request.reminder_id,
+                        contact_number=number,
+                        purpose=request.purpose.value,
+                        body=body,
+                        provider=self._provider.name,
+                        sender=sender,
+                        attempt=attempt,
+                        check_opt_out=request.purpose not in _SENT_WHEN_OPTED_OUT,
+                        armed=request.armed,
+                        take_over=take_over,
+                        first_body=first_body if first_body != body else None,
+                        pacing=pacing,
+                    ),
                 )
                 if claim.claimed:
                     fence.claimed = True
@@ -291,7 +320,9 @@ class ReminderActivities:
         # Twilio counts segments, Flowroute attempts; the longer of the two texts this send may be is booked.
         cost = encoding_of(body).segments if self._provider.counts_segments else 1
         interval = self._send_interval * cost
-        slot = await self._store.reserve_send_slot(key, interval, MAX_PACING_WAIT)
+        slot = await _waiting_for_postgres(
+            f"pacing {key}", lambda: self._store.reserve_send_slot(key, interval, MAX_PACING_WAIT)
+        )
         if slot is None:
             raise ApplicationError(
                 f"{key} is booked for the next {MAX_PACING_WAIT:.0f} s",
@@ -304,18 +335,13 @@ class ReminderActivities:
     async def _record_sent(self, request: SendRequest, provider_id: str, recorded_by: str, body: str) -> None:
         """The provider has the message: record it before anything else, or a retry would have to ask the
         provider's records. A database outage is waited out here (the send heartbeats meanwhile)."""
-        delay = 0.2
-        while True:
-            try:
-                cost = encoding_of(body)
-                await self._store.complete_send(
-                    request.key, provider_id, request.mirror, recorded_by, (cost.encoding, cost.segments)
-                )
-                return
-            except DATABASE_ERRORS as err:
-                log.warning("recording sent message %s waits for PostgreSQL: %r", provider_id, err)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 3.0)
+        cost = encoding_of(body)
+        await _waiting_for_postgres(
+            f"recording sent message {provider_id}",
+            lambda: self._store.complete_send(
+                request.key, provider_id, request.mirror, recorded_by, (cost.encoding, cost.segments)
+            ),
+        )
 
     @activity.defn(name=MIRROR_STATE)
     async def mirror_state(self, state: ReminderState) -> None:

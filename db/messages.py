@@ -35,10 +35,11 @@ WITH gate AS (
                                              AND provider_id IS NOT NULL)
                 THEN $13 ELSE $4 END AS body
 ), may AS (
-    -- Nothing stops this attempt's claim but, perhaps, the pacing.
+    -- Nothing stops this attempt's claim but, perhaps, the pacing. A claim this attempt ($10) made already
+    -- (its answer lost with the connection) is its own: the provider has not been called under it.
     SELECT NOT gate.opted_out AND NOT gate.withdrawn AND NOT EXISTS (
         SELECT 1 FROM prior WHERE provider_id IS NOT NULL
-            OR (claimed_at IS NOT NULL
+            OR (claimed_at IS NOT NULL AND attempt IS DISTINCT FROM $10
                 AND NOT (attempt IS NOT DISTINCT FROM $11 AND claimed_at IS NOT DISTINCT FROM $12))
     ) AS ok FROM gate
 ), pace AS (
@@ -54,9 +55,12 @@ WITH gate AS (
     FROM gate, chosen, may WHERE may.ok AND ($14::text IS NULL OR EXISTS (SELECT 1 FROM pace))
     ON CONFLICT (send_key) DO UPDATE SET
         attempt = EXCLUDED.attempt, claimed_at = EXCLUDED.claimed_at, body = EXCLUDED.body,
-        sender = EXCLUDED.sender, resent = messages.resent + (messages.claimed_at IS NOT NULL)::integer
+        sender = EXCLUDED.sender,
+        resent = messages.resent
+                 + (messages.claimed_at IS NOT NULL AND messages.attempt IS DISTINCT FROM $10)::integer
     WHERE messages.provider_id IS NULL
-      AND (messages.claimed_at IS NULL OR (messages.attempt = $11 AND messages.claimed_at = $12))
+      AND (messages.claimed_at IS NULL OR messages.attempt = $10
+           OR (messages.attempt = $11 AND messages.claimed_at = $12))
     RETURNING body
 )
 SELECT gate.opted_out, gate.withdrawn, prior.provider_id AS sent_as, prior.attempt AS held_by,

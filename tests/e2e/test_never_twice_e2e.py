@@ -3,14 +3,18 @@ after the provider took the text, a 500 after it took it, receipts, retried webh
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from db.messages import Claim
+from db.store import Store
 from devstack.fakes import FakeProvider
 from devstack.harness import Stack, flowroute_env, new_number, running_stack, twilio_env, wait_until
 from tests.e2e.test_reminders_e2e import create_due_now, get
@@ -94,6 +98,43 @@ def test_taken_then_no_answer_is_found_at_the_provider_not_sent_again(
     assert len(taken) == 1, "taken once, never sent again"
     assert [m["provider_id"] for m in outbound(flowroute, reminder_id)] == [taken[0].id]
     slow.receipts = True
+
+
+def test_a_claim_whose_answer_was_lost_is_its_own_attempts_and_no_other(flowroute: Stack):
+    """The claim's statement committed and its answer was lost with the connection: the same attempt asking
+    again holds it (the provider was never called under it), and it is not counted as a resend; another
+    attempt is held off by it."""
+    key = f"lost-answer-{uuid.uuid4().hex}"
+
+    async def claims() -> tuple[Claim, Claim, Claim, int]:
+        pool = await asyncpg.create_pool(flowroute.run_info()["database_url"], min_size=1, max_size=2)
+        store = Store(pool)
+
+        async def claim(attempt: str) -> Claim:
+            return await store.claim_send(
+                key=key,
+                reminder_id=None,
+                contact_number=new_number(),
+                purpose="reminder",
+                body="hello",
+                provider="flowroute",
+                sender="18005550100",
+                attempt=attempt,
+                check_opt_out=False,
+                armed=False,
+            )
+
+        try:
+            first, again, other = await claim("a/1"), await claim("a/1"), await claim("b/1")
+            resent = await pool.fetchval("SELECT resent FROM messages WHERE send_key = $1", key)
+            return first, again, other, resent
+        finally:
+            await pool.close()
+
+    first, again, other, resent = asyncio.run(claims())
+    assert first.claimed and again.claimed
+    assert not other.claimed and other.held_by == "a/1" and other.sent_as is None
+    assert resent == 0
 
 
 def test_a_502_the_provider_did_not_take_is_sent_again_once(flowroute: Stack, slow: FakeProvider):
