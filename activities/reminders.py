@@ -16,9 +16,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -26,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from activities.providers import Provider, ProviderError
 from activities.texts import Texts
 from db.messages import Claim
-from db.store import DATABASE_ERRORS, Store
+from db.store import Store, waiting_for_postgres
 from rules.schedule import QuietHours, reminder_zone
 from rules.segments import encoding_of
 from workflows.models import (
@@ -62,26 +60,6 @@ PACING_GUARD = 0.03
 FENCE_GUARD = 0.01
 # How often a send waiting on another attempt's live claim looks again.
 CLAIM_POLL = 0.5
-
-
-T = TypeVar("T")
-# A call waiting out PostgreSQL tries again after this long at first, doubling up to the longest.
-DB_WAIT_FIRST = 0.2
-DB_WAIT_LONGEST = 3.0
-
-
-async def _waiting_for_postgres(what: str, call: Callable[[], Awaitable[T]]) -> T:
-    """Runs a database call until PostgreSQL answers. A send waits out an outage inside its attempt (it
-    heartbeats meanwhile) and goes on within seconds of PostgreSQL's return: failing the attempt instead
-    left the next one to Temporal's backoff, up to a minute after PostgreSQL was back."""
-    delay = DB_WAIT_FIRST
-    while True:
-        try:
-            return await call()
-        except DATABASE_ERRORS as err:
-            log.warning("%s waits for PostgreSQL: %r", what, err)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, DB_WAIT_LONGEST)
 
 
 def _count(name: str, description: str, **labels: str) -> None:
@@ -127,7 +105,7 @@ class ReminderActivities:
     async def send_message(self, request: SendRequest) -> SendResult:
         if request.mirror_before is not None:
             before = request.mirror_before
-            await _waiting_for_postgres(f"{request.key}: mirror", lambda: self._store.upsert_state(before))
+            await waiting_for_postgres(f"{request.key}: mirror", lambda: self._store.upsert_state(before))
         if request.not_before is not None:
             # Armed ahead of its time: hold until the instant. The heartbeat timeout covers the hold.
             hold = (request.not_before - datetime.now(UTC)).total_seconds()
@@ -196,7 +174,7 @@ class ReminderActivities:
                 if pacing is None and self._send_interval:
                     # One slot per send: a send waiting on another attempt's claim does not book more.
                     pacing = await self._wait_for_send_slot(sender, first_body)
-                claim = await _waiting_for_postgres(
+                claim = await waiting_for_postgres(
                     f"{request.key}: claim",
                     functools.partial(
                         self._store.claim_send,
@@ -320,7 +298,7 @@ class ReminderActivities:
         # Twilio counts segments, Flowroute attempts; the longer of the two texts this send may be is booked.
         cost = encoding_of(body).segments if self._provider.counts_segments else 1
         interval = self._send_interval * cost
-        slot = await _waiting_for_postgres(
+        slot = await waiting_for_postgres(
             f"pacing {key}", lambda: self._store.reserve_send_slot(key, interval, MAX_PACING_WAIT)
         )
         if slot is None:
@@ -336,7 +314,7 @@ class ReminderActivities:
         """The provider has the message: record it before anything else, or a retry would have to ask the
         provider's records. A database outage is waited out here (the send heartbeats meanwhile)."""
         cost = encoding_of(body)
-        await _waiting_for_postgres(
+        await waiting_for_postgres(
             f"recording sent message {provider_id}",
             lambda: self._store.complete_send(
                 request.key, provider_id, request.mirror, recorded_by, (cost.encoding, cost.segments)

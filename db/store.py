@@ -5,10 +5,13 @@ All SQL of the service lives in this package. Temporal is the source of truth; r
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -19,6 +22,7 @@ from db.reports import ReportRows
 from db.state import STATE_ARGS, STATE_COLUMNS, STATE_VALUES, UPSERT_STATE, state_args
 from workflows.models import OPEN_STATUSES, ReminderState, Status
 
+log = logging.getLogger("reminders.store")
 MIGRATION_LOCK = 0x5E3D_0001
 # What a lost or refused connection to PostgreSQL raises.
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
@@ -32,6 +36,26 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     # asyncpg refuses to use; it is closed on release, and the next try takes a fresh one.
     asyncpg.exceptions._base.InternalClientError,
 )
+
+
+T = TypeVar("T")
+# A call waiting out PostgreSQL tries again after this long at first, doubling up to the longest.
+DB_WAIT_FIRST = 0.2
+DB_WAIT_LONGEST = 3.0
+
+
+async def waiting_for_postgres(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Runs a database call until PostgreSQL answers; other errors are raised. A send waits out an outage
+    inside its attempt (it heartbeats meanwhile) and goes on within seconds of PostgreSQL's return: failing
+    the attempt instead left the next one to Temporal's backoff, up to a minute after PostgreSQL was back."""
+    delay = DB_WAIT_FIRST
+    while True:
+        try:
+            return await call()
+        except DATABASE_ERRORS as err:
+            log.warning("%s waits for PostgreSQL: %r", what, err)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, DB_WAIT_LONGEST)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-import activities.reminders as reminders
+import db.store as store
 
 
 class Flaky:
@@ -26,8 +26,8 @@ class Flaky:
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reminders, "DB_WAIT_FIRST", 0.001)
-    monkeypatch.setattr(reminders, "DB_WAIT_LONGEST", 0.002)
+    monkeypatch.setattr(store, "DB_WAIT_FIRST", 0.001)
+    monkeypatch.setattr(store, "DB_WAIT_LONGEST", 0.002)
 
 
 def test_a_refused_or_dropped_connection_is_tried_again_until_postgresql_answers():
@@ -37,12 +37,12 @@ def test_a_refused_or_dropped_connection_is_tried_again_until_postgresql_answers
         FileNotFoundError(2, "no socket"),
         TimeoutError(),
     )
-    assert asyncio.run(reminders._waiting_for_postgres("claim", call)) == "claimed"
+    assert asyncio.run(store.waiting_for_postgres("claim", call)) == "claimed"
     assert call.calls == 5
 
 
 def test_an_error_that_is_not_the_database_being_away_is_raised_at_once():
     call = Flaky(asyncpg.UniqueViolationError("duplicate key"))
     with pytest.raises(asyncpg.UniqueViolationError):
-        asyncio.run(reminders._waiting_for_postgres("claim", call))
+        asyncio.run(store.waiting_for_postgres("claim", call))
     assert call.calls == 1
