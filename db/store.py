@@ -58,6 +58,16 @@ async def waiting_for_postgres(what: str, call: Callable[[], Awaitable[T]]) -> T
             delay = min(delay * 2, DB_WAIT_LONGEST)
 
 
+# The reminder a reply answers: the sender's sent most recently whose appointment has not begun ($1: the
+# number, $2: _NOT_ANSWERABLE).
+_ROUTE_REPLY = (
+    "SELECT reminder_id FROM reminders WHERE contact_number = $1 AND sent_at IS NOT NULL"
+    " AND deleted_at IS NULL AND appointment > now() AND status <> ALL($2::text[])"
+    " ORDER BY sent_at DESC LIMIT 1"
+)
+_NOT_ANSWERABLE = [Status.OPTED_OUT.value, Status.FAILED.value, Status.DELETED.value]
+
+
 @dataclass(frozen=True)
 class Page:
     rows: list[asyncpg.Record]
@@ -262,10 +272,27 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows):
 
     async def route_reply(self, contact_number: str) -> str | None:
         """The sender's reminder sent most recently whose appointment has not begun."""
+        return await self.pool.fetchval(_ROUTE_REPLY, contact_number, _NOT_ANSWERABLE)
+
+    async def record_reply(
+        self, *, provider: str, provider_id: str, contact_number: str, body: str, understood: bool
+    ) -> str | None:
+        """Stores a received reply with the reminder it answers (route_reply's), in one statement; answers
+        that reminder. A text delivered again keeps the reminder its first delivery went to. A person reads
+        in the inbox what no reminder takes (after the answer window) and what was not understood."""
         return await self.pool.fetchval(
-            "SELECT reminder_id FROM reminders WHERE contact_number = $1 AND sent_at IS NOT NULL"
-            " AND deleted_at IS NULL AND appointment > now() AND status <> ALL($2::text[])"
-            " ORDER BY sent_at DESC LIMIT 1",
+            f"WITH routed AS ({_ROUTE_REPLY})"
+            " INSERT INTO messages (reminder_id, contact_number, direction, body, provider, provider_id,"
+            " needs_attention)"
+            " SELECT (SELECT reminder_id FROM routed), $1, 'inbound', $3, $4, $5,"
+            " NOT $6 OR NOT EXISTS (SELECT 1 FROM routed)"
+            " ON CONFLICT (provider, provider_id) WHERE direction = 'inbound'"
+            " DO UPDATE SET provider = EXCLUDED.provider"
+            " RETURNING reminder_id",
             contact_number,
-            [Status.OPTED_OUT.value, Status.FAILED.value, Status.DELETED.value],
+            _NOT_ANSWERABLE,
+            body,
+            provider,
+            provider_id,
+            understood,
         )

@@ -115,16 +115,13 @@ async def _route_inbound(
             declines=declines,
         )
         return intent.value if fresh else "duplicate"
-    routed = await store.route_reply(sender)
-    # A message delivered again goes where it went the first time, never to a second reminder. A person
-    # reads what no reminder can take (after the answer window) and what was not understood.
-    _, reminder_id = await store.record_inbound(
+    # A message delivered again goes where it went the first time, never to a second reminder.
+    reminder_id = await store.record_reply(
         provider=provider,
         provider_id=provider_id,
         contact_number=sender,
         body=body,
-        reminder_id=routed,
-        needs_attention=routed is None or intent == Intent.UNKNOWN,
+        understood=intent != Intent.UNKNOWN,
     )
     if reminder_id is None:
         log.info("text from %s matches no open reminder: in the inbox", sender)

@@ -160,6 +160,19 @@ def test_a_reply_not_understood_waits_in_the_inbox_and_staff_answer_from_the_sam
     assert inbox_item(stack, number) is None  # answering it cleared it
 
 
+def test_an_answer_its_reminder_takes_is_recorded_with_it_and_stays_out_of_the_inbox(
+    stack: Stack, fake: FakeProvider
+):
+    number = new_number()
+    reminder_id = live_reminder(stack, fake, number)
+    flowroute_inbound(stack, number, "Yes")
+    fake.wait_for(number, 2)  # the confirmation
+    with stack.client() as http:
+        messages = http.get(f"/reminder/{reminder_id}/messages").json()["messages"]
+    assert [m["body"] for m in messages if m["direction"] == "inbound"] == ["Yes"]
+    assert inbox_item(stack, number) is None
+
+
 def test_a_reply_after_the_window_waits_in_the_inbox_until_done(stack: Stack):
     number = new_number()
     flowroute_inbound(stack, number, "Yes")  # no reminder of this number is waiting for an answer
