@@ -30,7 +30,7 @@ from bench import httpclient
 from bench.load import Arrivals, Batch, run_batch
 from bench.raw import RawBurst, RawReply, RawSleep, RawSleepCarrying, Recorder
 from bench.stats import max_in_window, middle_rate, summary
-from bench.system import disk_usage
+from bench.system import disk_usage, usage_of
 from devstack.harness import FakeProvider, Stack
 from rules.segments import encoding_of
 
@@ -488,12 +488,27 @@ async def _raw_replies_start(ctx: Ctx, count: int) -> list[str]:
     return created_only(ids, started)
 
 
+def server_cpu_s(ctx: Ctx) -> float | None:
+    """CPU seconds the stack's Temporal server has used so far (None if it cannot be read)."""
+    try:
+        got = usage_of(int(ctx.stack.run_info()["temporal_pid"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    return got["cpu_s"] if got else None
+
+
+def per_reply_ms(before: float | None, after: float | None, replies: int) -> float | None:
+    if before is None or after is None or not replies:
+        return None
+    return round(1000 * (after - before) / replies, 2)
+
+
 async def _raw_replies(ctx: Ctx, ids: list[str]) -> dict[str, Any]:
     """Raw Temporal's reply: a signal from the client to a waiting workflow, which upserts one search
     attribute and answers with a local activity; counted, like the service's, to the last answer."""
     await settle(ctx, [ctx.raw_queue], ctx.by(10))
     ctx.say(f"replies: raw baseline, {len(ids)} signals, {ctx.concurrency} in flight")
-    first = time.time()
+    first, server_before = time.time(), server_cpu_s(ctx)
 
     async def signal(i: int) -> bool:
         await ctx.temporal.get_workflow_handle(ids[i]).signal(RawReply.reply, "Yes")
@@ -505,6 +520,7 @@ async def _raw_replies(ctx: Ctx, ids: list[str]) -> dict[str, Any]:
     while time.time() < until and not wanted <= ctx.recorder.answers.keys():  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     answered = [ctx.recorder.answers[k] for k in wanted if k in ctx.recorder.answers]
+    server_ms = per_reply_ms(server_before, server_cpu_s(ctx), len(answered))
     complete = len(answered) == len(ids)
     end = max(answered) if complete and answered else min(time.time(), until)
     rate = len(answered) / (end - first) if end > first else None
@@ -517,6 +533,7 @@ async def _raw_replies(ctx: Ctx, ids: list[str]) -> dict[str, Any]:
         "complete": complete,
         "answer_latency_s": summary([a - first for a in answered]),
         "replies_per_s": round(rate, 1) if rate else None,
+        "server_cpu_ms_per_reply": server_ms,
     }
 
 
@@ -574,7 +591,7 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
     raw_figures = await _raw_replies(ctx, raw_ids) if raw_ids else None
     ctx.say(f"replies: {len(repliers)} 'Yes' webhooks, {ctx.concurrency} in flight")
     await warm_up(ctx)
-    first_webhook = time.time()
+    first_webhook, server_before = time.time(), server_cpu_s(ctx)
     webhooks = await run_batch(len(repliers), ctx.concurrency, reply, ctx.by(ctx.limits.creates_s))
     outcomes: dict[str, int] = {}
     for outcome in webhooks.results[: webhooks.attempted]:
@@ -582,6 +599,7 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
     routed = [c for c, o in zip(repliers, webhooks.results, strict=True) if o == "routed"]
     until = ctx.by(ctx.limits.replies_s)
     confirmed = await ctx.arrivals.wait(routed, until, match=lambda t: "confirmed" in t)
+    server_ms = per_reply_ms(server_before, server_cpu_s(ctx), len(confirmed))
     complete = len(confirmed) == len(routed) == count
     last = max(confirmed.values()) if confirmed else None
     # Cut short, the rate is what arrived over the whole wait: a lower bound, not a rate over the lucky ones.
@@ -606,6 +624,8 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
         "confirmation_latency_s": summary([confirmed[c] - first_webhook for c in confirmed]),
         "replies_per_s": round(rate, 1) if rate else None,
         "first_to_last_s": round(end - first_webhook, 3) if end else None,
+        # The server's work for a reply, from the first signal to the last answer, beside raw's.
+        "server_cpu_ms_per_reply": server_ms,
     }
 
 
