@@ -217,6 +217,22 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows):
             "SELECT * FROM reminders WHERE reminder_id = $1 AND deleted_at IS NULL", reminder_id
         )
 
+    async def inbox_context(
+        self, rows: list[asyncpg.Record], conversation: int = 50
+    ) -> list[tuple[asyncpg.Record, asyncpg.Record | None, list[asyncpg.Record]]]:
+        """Each inbox row with its reminder's row (None if it has none) and its number's conversation (the
+        last `conversation` messages): two round trips for a page, not two for each of its rows."""
+        reminders = await self.get_many([r["reminder_id"] for r in rows if r["reminder_id"]])
+        talks = await self.conversations([r["contact_number"] for r in rows], conversation)
+        return [
+            (
+                row,
+                reminders.get(row["reminder_id"]) if row["reminder_id"] else None,
+                talks.get(row["contact_number"], []),
+            )
+            for row in rows
+        ]
+
     async def get_many(self, reminder_ids: list[str]) -> dict[str, asyncpg.Record]:
         """`get` of each of these reminders, by id, in one round trip."""
         rows = await self.pool.fetch(

@@ -106,19 +106,15 @@ async def send_again(reminder_id: str, desk: DeskDep) -> Response:
 async def inbox_context(desk: Desk) -> dict[str, Any]:
     store = await desk.services.store()
     page = await store.inbox_page(limit=50, newest_first=True)
-    reminders = await store.get_many([r["reminder_id"] for r in page.rows if r["reminder_id"]])
-    talks = await store.conversations([r["contact_number"] for r in page.rows], 6)
-    items = []
-    for row in page.rows:
-        reminder = reminders.get(row["reminder_id"]) if row["reminder_id"] else None
-        items.append(
-            {
-                "m": {**message_view(row), "when": desk.local(row["at"])},
-                "reminder": reminder_view(reminder) if reminder is not None else None,
-                "conversation": _messages(desk, talks.get(row["contact_number"], [])[:-1]),
-                "form_key": uuid.uuid4().hex,
-            }
-        )
+    items = [
+        {
+            "m": {**message_view(row), "when": desk.local(row["at"])},
+            "reminder": reminder_view(reminder) if reminder is not None else None,
+            "conversation": _messages(desk, talk[:-1]),
+            "form_key": uuid.uuid4().hex,
+        }
+        for row, reminder, talk in await store.inbox_context(page.rows, 6)
+    ]
     return {"items": items, "more": page.next_after is not None}
 
 

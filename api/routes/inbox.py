@@ -31,19 +31,14 @@ MAX_IDEMPOTENCY_KEY = 200
 
 async def inbox_items(store: Store, rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
     """Each waiting reply with its reminder and its conversation: three round trips for a page."""
-    reminders = await store.get_many([r["reminder_id"] for r in rows if r["reminder_id"]])
-    talks = await store.conversations([r["contact_number"] for r in rows])
-    items = []
-    for row in rows:
-        reminder = reminders.get(row["reminder_id"]) if row["reminder_id"] else None
-        items.append(
-            {
-                "message": message_view(row),
-                "reminder": reminder_view(reminder) if reminder is not None else None,
-                "conversation": [message_view(m) for m in talks.get(row["contact_number"], [])],
-            }
-        )
-    return items
+    return [
+        {
+            "message": message_view(row),
+            "reminder": reminder_view(reminder) if reminder is not None else None,
+            "conversation": [message_view(m) for m in talk],
+        }
+        for row, reminder, talk in await store.inbox_context(rows)
+    ]
 
 
 def _cursor(after: tuple[datetime, int]) -> str:
