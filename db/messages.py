@@ -92,6 +92,14 @@ SELECT count(*) > 0 FROM m
 """
 
 
+# A received text is stored once per provider message: delivered again, the row stays as the first delivery
+# left it (its reminder above all), and RETURNING still gives it.
+INBOUND_ONCE = (
+    " ON CONFLICT (provider, provider_id) WHERE direction = 'inbound'"
+    " DO UPDATE SET provider = EXCLUDED.provider"
+)
+
+
 @dataclass(frozen=True)
 class Claim:
     """What a send found at the fence, right before calling the provider."""
@@ -276,9 +284,7 @@ class MessageRows:
         row = await self.pool.fetchrow(
             "INSERT INTO messages (reminder_id, contact_number, direction, body, provider, provider_id,"
             " needs_attention) VALUES ($1, $2, 'inbound', $3, $4, $5, $6)"
-            " ON CONFLICT (provider, provider_id) WHERE direction = 'inbound'"
-            " DO UPDATE SET provider = EXCLUDED.provider"
-            " RETURNING reminder_id, (xmax = 0) AS inserted",
+            f"{INBOUND_ONCE} RETURNING reminder_id, (xmax = 0) AS inserted",
             reminder_id,
             contact_number,
             body,

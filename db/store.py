@@ -17,7 +17,7 @@ import asyncpg
 
 from db.consent import ConsentRows
 from db.events import EventRows
-from db.messages import MessageRows
+from db.messages import INBOUND_ONCE, MessageRows
 from db.reports import ReportRows
 from db.state import STATE_ARGS, STATE_COLUMNS, STATE_VALUES, UPSERT_STATE, state_args
 from workflows.models import OPEN_STATUSES, ReminderState, Status
@@ -301,10 +301,7 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows):
             " INSERT INTO messages (reminder_id, contact_number, direction, body, provider, provider_id,"
             " needs_attention)"
             " SELECT (SELECT reminder_id FROM routed), $1, 'inbound', $3, $4, $5,"
-            " NOT $6 OR NOT EXISTS (SELECT 1 FROM routed)"
-            " ON CONFLICT (provider, provider_id) WHERE direction = 'inbound'"
-            " DO UPDATE SET provider = EXCLUDED.provider"
-            " RETURNING reminder_id",
+            f" NOT $6 OR NOT EXISTS (SELECT 1 FROM routed){INBOUND_ONCE} RETURNING reminder_id",
             contact_number,
             _NOT_ANSWERABLE,
             body,
