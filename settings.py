@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     temporal_dev_port: int = 7233
     temporal_ui_port: int = 8233
     temporal_sqlite_synchronous: str = "FULL"
+    temporal_dev_cache_size: int = 5000
     task_queue: str = "reminders"
 
     database_url: str | None = None

@@ -70,6 +70,7 @@ async def raw_memory(
     count: int,
     *,
     cache_size: int,
+    server_cache_size: int,
     sandboxed: bool,
     pollers: int,
     concurrency: int,
@@ -78,10 +79,12 @@ async def raw_memory(
     settle_s: float,
 ) -> dict[str, Any]:
     """`count` sleeping minimal workflows on a Temporal dev server of their own, held by a minimal worker
-    process with the service worker's cache, pollers and runner: the memory of each process, as the service's
-    backlog is measured."""
+    process with the service worker's cache, pollers and runner, the server with the service's server cache:
+    the memory of each process, as the service's backlog is measured."""
     workdir.mkdir(parents=True, exist_ok=True)
-    server = TemporalDevServer(workdir, port=free_port(), ui_port=free_port(), headless=True)
+    server = TemporalDevServer(
+        workdir, port=free_port(), ui_port=free_port(), cache_size=server_cache_size, headless=True
+    )
     await asyncio.to_thread(server.start)
     ready = workdir / "raw-worker.ready"
     queue = "bench-raw-memory"

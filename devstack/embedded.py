@@ -127,6 +127,7 @@ class TemporalDevServer:
         ui_port: int,
         namespace: str = "default",
         synchronous: str = "FULL",
+        cache_size: int = 5000,
         headless: bool = False,
     ) -> None:
         self.db_file = data_dir / "temporal.db"
@@ -135,6 +136,7 @@ class TemporalDevServer:
         self.ui_port = ui_port
         self.namespace = namespace
         self.synchronous = synchronous
+        self.cache_size = cache_size
         self.headless = headless
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -159,6 +161,11 @@ class TemporalDevServer:
             "journal_mode=wal",
             "--sqlite-pragma",
             f"synchronous={self.synchronous}",
+            # The history service keeps the mutable state of up to this many workflows in memory (the
+            # server's default is 128,000, so a backlog of sleeping reminders stayed resident); one not
+            # cached is read back from SQLite when its timer fires or a signal arrives.
+            "--dynamic-config-value",
+            f"history.hostLevelCacheMaxSize={self.cache_size}",
         ]
         cmd += (
             ["--headless"] if self.headless else ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]

@@ -78,6 +78,7 @@ class Launcher:
                 ui_port=settings.temporal_ui_port,
                 namespace=settings.temporal_namespace,
                 synchronous=settings.temporal_sqlite_synchronous,
+                cache_size=settings.temporal_dev_cache_size,
             )
             await asyncio.to_thread(self.temporal.start)
             self.env["TEMPORAL_ADDRESS"] = self.temporal.address
