@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from workflows.activities import write_mirror
@@ -57,19 +59,24 @@ class Mirror:
         await asyncio.gather(*self._writes)
 
     def show(self, notify_index: int) -> None:
+        """Upserts the search attributes that changed since the last upsert (all of them in a run that
+        has not set any): an answer changes the status alone."""
         values = self._values(notify_index)
-        if values == self._shown:
+        shown = self._shown
+        if values == shown:
             return
         self._shown = values
         status, notify, appointment, contact = values
-        workflow.upsert_search_attributes(
-            [
-                REMINDER_STATUS.value_set(status),
-                NOTIFY_TIME.value_set(notify),
-                APPOINTMENT_TIME.value_set(appointment),
-                CONTACT_NUMBER.value_set(contact),
-            ]
-        )
+        updates: list[SearchAttributeUpdate[Any]] = []
+        if shown is None or shown[0] != status:
+            updates.append(REMINDER_STATUS.value_set(status))
+        if shown is None or shown[1] != notify:
+            updates.append(NOTIFY_TIME.value_set(notify))
+        if shown is None or shown[2] != appointment:
+            updates.append(APPOINTMENT_TIME.value_set(appointment))
+        if shown is None or shown[3] != contact:
+            updates.append(CONTACT_NUMBER.value_set(contact))
+        workflow.upsert_search_attributes(updates)
 
     def _values(self, notify_index: int) -> tuple[str, datetime, datetime, str]:
         state = self.state

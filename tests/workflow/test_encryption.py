@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from api.routes.reminders import search_attributes_of
 from stack.codec import AesGcmCodec, contact_search_value, data_converter, parse_key
 from tests.workflow.test_reminder_workflow import FakeActivities, eventually, reminder
 from workflows.models import Status, workflow_id
@@ -79,8 +80,13 @@ async def test_history_holds_no_clear_text(workflow_env):
         workflows=[ReminderWorkflow],
         activities=[fakes.send_message, fakes.mirror_state, fakes.mark_deleted, fakes.open_reminders],
     ):
+        # Started as the API starts it, with the search attributes the API sets.
         handle = await client.start_workflow(
-            ReminderWorkflow.run, inp, id=workflow_id(inp.reminder_id), task_queue=queue
+            ReminderWorkflow.run,
+            inp,
+            id=workflow_id(inp.reminder_id),
+            task_queue=queue,
+            search_attributes=search_attributes_of(inp),
         )
         await eventually(lambda: len(fakes.sent) == 1)
         state = await handle.query(ReminderWorkflow.status)

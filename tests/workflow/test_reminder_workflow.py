@@ -430,6 +430,13 @@ async def test_an_answer_takes_one_local_activity_and_one_upsert(workflow_env, w
     assert kinds.count("MARKER_RECORDED") == 1, kinds
     assert kinds.count("WORKFLOW_TASK_COMPLETED") == 1, kinds
     assert kinds.count("UPSERT_WORKFLOW_SEARCH_ATTRIBUTES") == 1, kinds
+    # The upsert carries the one attribute the answer changed.
+    upserts = [
+        e.upsert_workflow_search_attributes_event_attributes.search_attributes
+        for e in new
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+    assert [sorted(u.indexed_fields) for u in upserts] == [["ReminderStatus"]]
     assert "TIMER_CANCELED" not in kinds and "TIMER_STARTED" not in kinds, "the appointment timer stays"
     assert activity_names(after) == ["send_message"]
     # The mirror saw the answer before the reply text went out, then the reply recorded.
