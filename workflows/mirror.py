@@ -67,16 +67,15 @@ class Mirror:
             return
         self._shown = values
         status, notify, appointment, contact = values
-        updates: list[SearchAttributeUpdate[Any]] = []
-        if shown is None or shown[0] != status:
-            updates.append(REMINDER_STATUS.value_set(status))
-        if shown is None or shown[1] != notify:
-            updates.append(NOTIFY_TIME.value_set(notify))
-        if shown is None or shown[2] != appointment:
-            updates.append(APPOINTMENT_TIME.value_set(appointment))
-        if shown is None or shown[3] != contact:
-            updates.append(CONTACT_NUMBER.value_set(contact))
-        workflow.upsert_search_attributes(updates)
+        updates: list[SearchAttributeUpdate[Any]] = [
+            REMINDER_STATUS.value_set(status),
+            NOTIFY_TIME.value_set(notify),
+            APPOINTMENT_TIME.value_set(appointment),
+            CONTACT_NUMBER.value_set(contact),
+        ]
+        workflow.upsert_search_attributes(
+            [u for i, u in enumerate(updates) if shown is None or shown[i] != values[i]]
+        )
 
     def _values(self, notify_index: int) -> tuple[str, datetime, datetime, str]:
         state = self.state
