@@ -431,9 +431,12 @@ async def test_an_answer_takes_one_local_activity_and_one_upsert(workflow_env, w
     assert kinds.count("WORKFLOW_TASK_COMPLETED") == 1, kinds
     assert kinds.count("UPSERT_WORKFLOW_SEARCH_ATTRIBUTES") == 1, kinds
     # The upsert carries the one attribute the answer changed.
+    signalled = next(
+        i for i, e in enumerate(new) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
     upserts = [
         e.upsert_workflow_search_attributes_event_attributes.search_attributes
-        for e in new
+        for e in new[signalled:]
         if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
     ]
     assert [sorted(u.indexed_fields) for u in upserts] == [["ReminderStatus"]]
