@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from workflows.activities import write_mirror
@@ -28,15 +28,21 @@ def copied(state: ReminderState, **changes: object) -> ReminderState:
     )
 
 
+# The order of `Mirror._values`.
+_SHOWN: tuple[SearchAttributeKey[Any], ...] = (REMINDER_STATUS, NOTIFY_TIME, APPOINTMENT_TIME, CONTACT_NUMBER)
+
+
 class Mirror:
     """The reminder's state and where it shows: the search attributes (upserted only when they change, each
     upsert being a visibility write on the server) and the PostgreSQL row (written in the background)."""
 
-    def __init__(self, state: ReminderState, notify_index: int, shown: bool) -> None:
+    def __init__(self, state: ReminderState) -> None:
         self.state = state
         self._writes: list[asyncio.Task[None]] = []
-        # The API sets the search attributes at start; a continued run sets them once again.
-        self._shown: tuple[object, ...] | None = self._values(notify_index) if shown else None
+        # What the run started with: the API sets all four, a continued run carries the last ones over, and
+        # a reminder started some other way (an operator's CLI) may have none, so its first task sets them.
+        started = workflow.info().typed_search_attributes
+        self._shown: tuple[object, ...] = tuple(started.get(key) for key in _SHOWN)
 
     def next(self, **changes: object) -> ReminderState:
         """The state with `changes`, under a sequence number of its own, for an activity to write."""
@@ -59,23 +65,19 @@ class Mirror:
         await asyncio.gather(*self._writes)
 
     def show(self, notify_index: int) -> None:
-        """Upserts the search attributes that changed since the last upsert (all of them in a run that
-        has not set any): an answer changes the status alone."""
+        """Upserts the search attributes that differ from those last set: an answer changes the status
+        alone."""
         values = self._values(notify_index)
         shown = self._shown
         if values == shown:
             return
         self._shown = values
-        status, notify, appointment, contact = values
         updates: list[SearchAttributeUpdate[Any]] = [
-            REMINDER_STATUS.value_set(status),
-            NOTIFY_TIME.value_set(notify),
-            APPOINTMENT_TIME.value_set(appointment),
-            CONTACT_NUMBER.value_set(contact),
+            key.value_set(value)
+            for key, value, before in zip(_SHOWN, values, shown, strict=True)
+            if value != before
         ]
-        workflow.upsert_search_attributes(
-            [u for i, u in enumerate(updates) if shown is None or shown[i] != values[i]]
-        )
+        workflow.upsert_search_attributes(updates)
 
     def _values(self, notify_index: int) -> tuple[str, datetime, datetime, str]:
         state = self.state

@@ -49,7 +49,7 @@ class ReminderWorkflow:
         self._next_prompt = carried.prompts_sent if carried else 0
         self._unparsable_answers = carried.unparsable_answers if carried else 0
         self._seen = list(carried.seen_message_ids) if carried else []
-        self._m = Mirror(carried.state if carried else initial_state(inp), self._next_prompt, carried is None)
+        self._m = Mirror(carried.state if carried else initial_state(inp))
         self._input = inp
         self._changed = False
         self._inbox: list[Reply] = []
@@ -66,6 +66,8 @@ class ReminderWorkflow:
 
     @workflow.run
     async def run(self, inp: ReminderInput) -> ReminderState:
+        # Nothing to do when the start carried the search attributes, as the API's does.
+        self._m.show(self._next_prompt)
         try:
             while not await self._turn():
                 pass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     WorkflowFailureError,
@@ -23,8 +23,10 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+import workflows.activities
+from api.routes.reminders import search_attributes_of
 from workflows.activities import arm_ahead
 from workflows.models import (
     MARK_DELETED,
@@ -46,6 +48,7 @@ from workflows.models import (
     workflow_id,
 )
 from workflows.reminder import MAX_UNPARSABLE_ANSWERS, ReminderWorkflow
+from workflows.search import APPOINTMENT_TIME, CONTACT_NUMBER, NOTIFY_TIME, REMINDER_STATUS
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 
@@ -144,8 +147,13 @@ def reminder(appointment_in: timedelta, windows: list[int]) -> ReminderInput:
 
 
 async def start(env: WorkflowEnvironment, worker: Worker, inp: ReminderInput) -> WorkflowHandle:
+    """Starts the reminder as the API does, with its search attributes."""
     return await env.client.start_workflow(
-        ReminderWorkflow.run, inp, id=workflow_id(inp.reminder_id), task_queue=worker.task_queue
+        ReminderWorkflow.run,
+        inp,
+        id=workflow_id(inp.reminder_id),
+        task_queue=worker.task_queue,
+        search_attributes=search_attributes_of(inp),
     )
 
 
@@ -548,3 +556,104 @@ async def test_an_evicted_reminder_is_armed_ahead_of_its_send(workflow_env, fake
         assert fakes.sent == []
         for h in [handle, *fillers]:
             await h.terminate()
+
+
+async def test_a_reminder_started_without_search_attributes_sets_them_in_its_first_task(
+    workflow_env, worker, fakes
+):
+    """As an operator's `temporal workflow start` would: the reminder is still found by number and time."""
+    inp = reminder(timedelta(days=2), [24])
+    handle = await workflow_env.client.start_workflow(
+        ReminderWorkflow.run, inp, id=workflow_id(inp.reminder_id), task_queue=worker.task_queue
+    )
+    for _ in range(100):
+        history = await handle.fetch_history()
+        if "TIMER_STARTED" in event_types(history):
+            break
+        await asyncio.sleep(0.1)
+    upserts = [
+        e.upsert_workflow_search_attributes_event_attributes.search_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+    assert [sorted(u.indexed_fields) for u in upserts] == [
+        ["AppointmentTime", "ContactNumber", "NotifyTime", "ReminderStatus"]
+    ]
+    found = (await handle.describe()).typed_search_attributes
+    assert found.get(CONTACT_NUMBER) == inp.contact_number
+    assert found.get(REMINDER_STATUS) == Status.SCHEDULED.value
+    assert found.get(APPOINTMENT_TIME) == inp.appointment
+    assert found.get(NOTIFY_TIME) == inp.appointment - timedelta(hours=24)
+    await handle.terminate()
+
+
+async def test_a_long_history_continues_as_new_with_its_state_and_attributes(
+    workflow_env, fakes, monkeypatch: pytest.MonkeyPatch
+):
+    """Past the history limit the reminder goes on in a new run: answered, deduplicated, still findable,
+    and the new run upserts nothing it started with."""
+
+    def after_twenty_events(limit: int) -> bool:
+        info = workflow.info()
+        return info.continued_run_id is None and info.get_current_history_length() > 20
+
+    # Unsandboxed, so the workflow sees the patched module (the sandbox imports its own copy).
+    monkeypatch.setattr(workflows.activities, "history_too_long", after_twenty_events)
+    async with Worker(
+        workflow_env.client,
+        task_queue=f"test-{uuid.uuid4().hex}",
+        workflows=[ReminderWorkflow],
+        activities=[fakes.send_message, fakes.mirror_state, fakes.mark_deleted, fakes.open_reminders],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ) as worker:
+        await _answered_across_two_runs(workflow_env, worker, fakes)
+
+
+async def _answered_across_two_runs(workflow_env, worker, fakes) -> None:
+    inp = reminder(timedelta(minutes=30), [1])
+    handle = await start(workflow_env, worker, inp)
+    first_run = (await handle.describe()).run_id
+    await eventually(lambda: len(fakes.sent) == 1)
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="y1", answer=Answer.YES))
+    await eventually(lambda: len(fakes.sent) == 2)
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id="n1", answer=Answer.NO))
+    await eventually(lambda: len(fakes.sent) == 3)
+
+    for _ in range(100):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.1)
+    latest = workflow_env.client.get_workflow_handle(handle.id)
+    description = await latest.describe()
+    assert description.run_id != first_run, "the run never continued as new"
+    state = await latest.query(ReminderWorkflow.status)
+    assert (state.status, state.will_attend, state.reminder_sent) == (Status.DECLINED, False, True)
+    # The same provider message delivered again to the new run has no effect: the ids seen were carried.
+    await latest.signal(ReminderWorkflow.reply, Reply(message_id="y1", answer=Answer.YES))
+    await latest.signal(ReminderWorkflow.reply, Reply(message_id="y2", answer=Answer.YES))
+    await eventually(lambda: len(fakes.sent) == 4)
+    state = await latest.query(ReminderWorkflow.status)
+    assert state.status == Status.CONFIRMED
+    found = (await latest.describe()).typed_search_attributes
+    assert (found.get(REMINDER_STATUS), found.get(CONTACT_NUMBER)) == ("confirmed", inp.contact_number)
+    new_run = await workflow_env.client.get_workflow_handle(
+        handle.id, run_id=description.run_id
+    ).fetch_history()
+    upserted = [
+        sorted(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+        for e in new_run.events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+    # The first run continued once; in the new one only the answer it took was upserted: the attributes it
+    # started with were carried over.
+    assert (
+        new_run.events[0].workflow_execution_started_event_attributes.continued_execution_run_id == first_run
+    )
+    assert upserted == [["ReminderStatus"]]
+    assert [r.purpose.value for _, r in fakes.sent] == [
+        "reminder",
+        "confirmation",
+        "cancellation",
+        "confirmation",
+    ]
+    await latest.terminate()
