@@ -28,7 +28,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench import httpclient, phases
+from bench import httpclient, phases, replies
 from bench.raw import Recorder, raw_worker
 from bench.report import Report
 from bench.system import load_average, machine, machine_counters, usage_snapshot
@@ -502,7 +502,7 @@ def main_session(
                     "burst_slow",
                     lambda: phases.burst_phase(ctx, sizes["burst_slow"], latency=SLOW_PROVIDER_LATENCY),
                 ),
-                ("replies", lambda: phases.replies_phase(ctx, sizes["replies"])),
+                ("replies", lambda: replies.replies_phase(ctx, sizes["replies"])),
                 (
                     "burst_2w",
                     lambda: two_workers(lambda: phases.burst_phase(ctx, sizes["burst_2w"], prefix=8)),
@@ -510,7 +510,7 @@ def main_session(
                 (
                     "replies_2w",
                     lambda: two_workers(
-                        lambda: phases.replies_phase(ctx, sizes["replies_2w"], prefix=9, raw=False)
+                        lambda: replies.replies_phase(ctx, sizes["replies_2w"], prefix=9, raw=False)
                     ),
                 ),
                 ("backlog", backlog),
