@@ -66,8 +66,7 @@ class ReminderWorkflow:
 
     @workflow.run
     async def run(self, inp: ReminderInput) -> ReminderState:
-        # Nothing to do when the start carried the search attributes, as the API's does.
-        self._m.show(self._next_prompt)
+        self._m.show(self._next_prompt)  # a no-op when the start carried them, as the API's does
         try:
             while not await self._turn():
                 pass
