@@ -165,6 +165,14 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def answered(
+    handle: WorkflowHandle, fakes: FakeActivities, message_id: str, answer: Answer, sent: int
+) -> None:
+    """Sends the contact's reply and waits until the workflow has sent `sent` texts in all."""
+    await handle.signal(ReminderWorkflow.reply, Reply(message_id=message_id, answer=answer))
+    await eventually(lambda: len(fakes.sent) == sent)
+
+
 async def record_history(handle: WorkflowHandle, name: str) -> None:
     """With RECORD_HISTORIES=1, keeps the run's history for the replay test."""
     if os.environ.get("RECORD_HISTORIES") == "1":
@@ -224,14 +232,12 @@ async def test_yes_then_no_then_gibberish(workflow_env, worker, fakes):
     inp = reminder(timedelta(minutes=30), [1])
     handle = await start(workflow_env, worker, inp)
     await eventually(lambda: len(fakes.sent) == 1)
-    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m1", answer=Answer.YES))
-    await eventually(lambda: len(fakes.sent) == 2)
+    await answered(handle, fakes, "m1", Answer.YES, 2)
     state = await handle.query(ReminderWorkflow.status)
     assert (state.status, state.will_attend, state.confirm_sent) == (Status.CONFIRMED, True, True)
     # The same provider message delivered again has no further effect.
     await handle.signal(ReminderWorkflow.reply, Reply(message_id="m1", answer=Answer.YES))
-    await handle.signal(ReminderWorkflow.reply, Reply(message_id="m2", answer=Answer.NO))
-    await eventually(lambda: len(fakes.sent) == 3)
+    await answered(handle, fakes, "m2", Answer.NO, 3)
     state = await handle.query(ReminderWorkflow.status)
     assert (state.status, state.will_attend) == (Status.DECLINED, False)
     await handle.signal(ReminderWorkflow.reply, Reply(message_id="m3", answer=Answer.UNKNOWN))
@@ -614,10 +620,8 @@ async def _answered_across_two_runs(workflow_env, worker, fakes) -> None:
     handle = await start(workflow_env, worker, inp)
     first_run = (await handle.describe()).run_id
     await eventually(lambda: len(fakes.sent) == 1)
-    await handle.signal(ReminderWorkflow.reply, Reply(message_id="y1", answer=Answer.YES))
-    await eventually(lambda: len(fakes.sent) == 2)
-    await handle.signal(ReminderWorkflow.reply, Reply(message_id="n1", answer=Answer.NO))
-    await eventually(lambda: len(fakes.sent) == 3)
+    await answered(handle, fakes, "y1", Answer.YES, 2)
+    await answered(handle, fakes, "n1", Answer.NO, 3)
 
     for _ in range(100):
         if (await handle.describe()).run_id != first_run:
@@ -630,8 +634,7 @@ async def _answered_across_two_runs(workflow_env, worker, fakes) -> None:
     assert (state.status, state.will_attend, state.reminder_sent) == (Status.DECLINED, False, True)
     # The same provider message delivered again to the new run has no effect: the ids seen were carried.
     await latest.signal(ReminderWorkflow.reply, Reply(message_id="y1", answer=Answer.YES))
-    await latest.signal(ReminderWorkflow.reply, Reply(message_id="y2", answer=Answer.YES))
-    await eventually(lambda: len(fakes.sent) == 4)
+    await answered(latest, fakes, "y2", Answer.YES, 4)
     state = await latest.query(ReminderWorkflow.status)
     assert state.status == Status.CONFIRMED
     found = (await latest.describe()).typed_search_attributes
