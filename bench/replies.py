@@ -8,6 +8,7 @@ import asyncio
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +41,18 @@ class Turn:
     answers: list[float]
     expected: int
     server_cpu_s: float | None
-    end: float = 0.0
-    outcomes: dict[str, int] = field(default_factory=dict)
+    until: float
+    outcomes: Counter[str] = field(default_factory=Counter)
 
     @property
     def complete(self) -> bool:
         return len(self.answers) == self.expected
+
+    @property
+    def end(self) -> float:
+        """The last answer; cut short, the end of the wait: the rate is then a lower bound, not a rate over
+        the lucky ones."""
+        return max(self.answers) if self.complete and self.answers else min(time.time(), self.until)
 
 
 def server_cpu_s(ctx: Ctx) -> float | None:
@@ -110,9 +117,7 @@ async def _raw_turn(ctx: Ctx, ids: list[str]) -> Turn:
     while time.time() < until and not wanted <= ctx.recorder.answers.keys():  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     answers = [ctx.recorder.answers[k] for k in wanted if k in ctx.recorder.answers]
-    turn = Turn(first, signals, answers, len(ids), _spent(before, server_cpu_s(ctx)))
-    turn.end = max(answers) if turn.complete and answers else min(time.time(), until)
-    return turn
+    return Turn(first, signals, answers, len(ids), _spent(before, server_cpu_s(ctx)), until)
 
 
 async def _service_turn(ctx: Ctx, repliers: list[str], tag: str) -> Turn:
@@ -134,17 +139,12 @@ async def _service_turn(ctx: Ctx, repliers: list[str], tag: str) -> Turn:
     await warm_up(ctx)
     first, before = time.time(), server_cpu_s(ctx)
     webhooks = await run_batch(len(repliers), ctx.concurrency, reply, ctx.by(ctx.limits.creates_s))
-    outcomes: dict[str, int] = {}
-    for outcome in webhooks.results[: webhooks.attempted]:
-        outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + 1
     routed = [c for c, o in zip(repliers, webhooks.results, strict=True) if o == "routed"]
     until = ctx.by(ctx.limits.replies_s)
     confirmed = await ctx.arrivals.wait(routed, until, match=lambda t: "confirmed" in t)
-    turn = Turn(first, webhooks, list(confirmed.values()), len(repliers), _spent(before, server_cpu_s(ctx)))
-    turn.outcomes = outcomes
-    # Cut short, the rate is what arrived over the whole wait: a lower bound, not a rate over the lucky ones.
-    turn.end = max(turn.answers) if turn.complete and turn.answers else min(time.time(), until)
-    return turn
+    answers = list(confirmed.values())
+    outcomes = Counter(str(o) for o in webhooks.results[: webhooks.attempted])
+    return Turn(first, webhooks, answers, len(repliers), _spent(before, server_cpu_s(ctx)), until, outcomes)
 
 
 async def _ids_with_status(ctx: Ctx, status: str) -> set[str]:
@@ -218,10 +218,7 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
     rate, raw_rate = ours["replies_per_s"], theirs["replies_per_s"] if theirs else None
     ratio = rate / raw_rate if rate and raw_rate else None
     ctx.say(f"replies: {ours['answered']} confirmations, {rate or 0:.0f}/s, service/raw {ratio or 0:.2f}")
-    outcomes: dict[str, int] = {}
-    for t in turns["service"]:
-        for k, v in t.outcomes.items():
-            outcomes[k] = outcomes.get(k, 0) + v
+    outcomes = sum((t.outcomes for t in turns["service"]), Counter[str]())
     return {
         "raw": None
         if theirs is None
@@ -244,7 +241,7 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
         "awaiting_reply_in_api": len(awaiting),
         "sample_status": sample_status,
         "webhooks": pooled([t.sent for t in turns["service"]]).figures(),
-        "webhook_outcomes": outcomes,
+        "webhook_outcomes": dict(outcomes),
         "confirmations_arrived": ours["answered"],
         "complete": ours["complete"] and ours["answered"] == count,
         "confirmation_latency_s": ours["latency_s"],

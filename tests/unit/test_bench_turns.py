@@ -10,9 +10,8 @@ def turn(first: float, answers: list[float], expected: int, cpu: float | None) -
     sent = Batch(
         count=expected, concurrency=50, elapsed=1.0, started_at=first, latencies=[], errors=[], results=[]
     )
-    t = Turn(first, sent, answers, expected, cpu)
-    t.end = max(answers) if t.complete else first + 10.0
-    return t
+    # Waited for 10 s: the end of an incomplete turn.
+    return Turn(first, sent, answers, expected, cpu, until=first + 10.0)
 
 
 def test_two_turns_count_their_own_time_only():
