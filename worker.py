@@ -97,6 +97,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
             rate,
             doubt_settle=settings.send_doubt_settle,
             quiet=settings.quiet,
+            temporal=client,
         )
         # Events go out on their own connections: a slow receiver never holds up a text.
         event_http = await stack.enter_async_context(httpx.AsyncClient())

@@ -19,10 +19,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.providers import Provider, ProviderError
 from activities.texts import Texts
+from activities.wake import wake_deferred
 from db.messages import Claim
 from db.store import Store, waiting_for_postgres
 from rules.schedule import QuietHours, reminder_zone
@@ -92,8 +94,10 @@ class ReminderActivities:
         send_rate_per_second: float = 0.0,
         doubt_settle: float = 30.0,
         quiet: QuietHours | None = None,
+        temporal: Client | None = None,
     ) -> None:
         self._store = store
+        self._temporal = temporal
         self._provider = provider
         self._texts = texts
         self._provider_slots = asyncio.Semaphore(PROVIDER_CONNECTIONS)
@@ -331,7 +335,12 @@ class ReminderActivities:
 
     @activity.defn(name=OPEN_REMINDERS)
     async def open_reminders(self, contact_number: str) -> OpenReminders:
-        return OpenReminders(reminder_ids=await self._store.open_reminders(contact_number))
+        """The number's open reminders, to be told of an opt-out; those still deferred are woken first, so
+        it shows at once rather than when their sends are armed."""
+        opened = await self._store.open_reminders(contact_number)
+        if self._temporal is not None:
+            await wake_deferred(self._temporal, [r for r, unwritten in opened if unwritten])
+        return OpenReminders(reminder_ids=[r for r, _ in opened])
 
     def all(self) -> list[object]:
         return [self.send_message, self.mirror_state, self.mark_deleted, self.open_reminders]

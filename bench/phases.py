@@ -33,6 +33,8 @@ from bench.stats import max_in_window, middle_rate, summary
 from bench.system import disk_usage
 from devstack.harness import FakeProvider, Stack
 from rules.segments import encoding_of
+from workflows.activities import start_delay
+from workflows.models import initial_state
 
 # Planning a burst: the instant is set this far past the expected end of the creates, so a create rate
 # that sags mid-way (the server flushing, a GC) still finishes in time.
@@ -289,7 +291,8 @@ async def _raw_burst(ctx: Ctx, count: int) -> dict[str, Any]:
 # Creates and raw starts take turns, each turn once the previous one's workflow tasks are worked off: the
 # server's start rate falls as its database grows, so whatever ran first would look faster. In this order
 # (A B C C B A) a steady drift falls on every side alike. "raw_same" starts carry what a reminder's start
-# carries (its input, four search attributes, a summary): the server's share of a create. A turn leaves the
+# carries (its input, four search attributes, a summary, its start deferred to its arm point): the server's
+# share of a create. A turn leaves the
 # server work that outlasts its task queue (visibility writes), so an uncounted turn goes first: no counted
 # turn gets a server with nothing left over.
 CREATE_TURNS = ("raw", "service", "raw_same", "raw_same", "service", "raw")
@@ -323,6 +326,7 @@ async def _raw_starts(ctx: Ctx, bodies: list[dict[str, Any]], same_work: bool, t
             task_queue=ctx.raw_queue,
             search_attributes=search_attributes_of(inp),
             static_summary=summary_of(inp),
+            start_delay=start_delay(initial_state(inp), datetime.now(UTC)),
         )
 
     return await run_batch(len(bodies), ctx.concurrency, start, ctx.by(ctx.limits.creates_s))

@@ -277,14 +277,17 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows):
         last = rows[-1] if more else None
         return Page(rows=rows, next_after=(last["appointment"], last["reminder_id"]) if last else None)
 
-    async def open_reminders(self, contact_number: str) -> list[str]:
+    async def open_reminders(self, contact_number: str) -> list[tuple[str, bool]]:
+        """The number's open reminders, each with whether its workflow has yet to write its row (true of
+        every reminder whose start is still deferred)."""
         rows = await self.pool.fetch(
-            "SELECT reminder_id FROM reminders WHERE contact_number = $1 AND deleted_at IS NULL"
+            "SELECT reminder_id, seq = 0 AS unwritten FROM reminders WHERE contact_number = $1"
+            " AND deleted_at IS NULL"
             " AND status = ANY($2::text[]) AND appointment > now()",
             contact_number,
             [s.value for s in OPEN_STATUSES],
         )
-        return [r["reminder_id"] for r in rows]
+        return [(r["reminder_id"], r["unwritten"]) for r in rows]
 
     async def route_reply(self, contact_number: str) -> str | None:
         """The sender's reminder sent most recently whose appointment has not begun."""

@@ -29,6 +29,7 @@ log = logging.getLogger("reminders.reconcile")
 # A row the API wrote whose workflow never started is removed only once it is this old, so a create in
 # flight is never mistaken for one.
 ORPHAN_AGE = timedelta(minutes=5)
+QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 @dataclass
@@ -49,7 +50,8 @@ async def _state_of(client: Client, reminder_id: str, running: bool) -> Reminder
     handle = client.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
         if running:
-            return await handle.query(ReminderWorkflow.status)
+            # A reminder whose start is deferred has run no task to answer with: bounded, not waited out.
+            return await handle.query(ReminderWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
         return await handle.result()
     except Exception as err:  # noqa: BLE001 - a reminder that cannot be read is reported, not fatal
         log.info("cannot read reminder %s: %s", reminder_id, err)

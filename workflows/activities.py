@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         ReminderState,
         SendRequest,
         SendResult,
+        next_prompt,
     )
 
 # A reminder due at the appointment itself (notify window 0) may go out this late.
@@ -31,10 +32,23 @@ LATE_SEND_GRACE = timedelta(minutes=5)
 # work through, and the last texts went out 52 s late.
 ARM_AHEAD_MIN = timedelta(seconds=60)
 ARM_AHEAD_SPREAD_S = 240
+# A start deferred by less than this would save its reminder nothing: it is started at once.
+MIN_START_DELAY = timedelta(seconds=1)
 
 
 def arm_ahead(reminder_id: str) -> timedelta:
     return ARM_AHEAD_MIN + timedelta(seconds=zlib.crc32(reminder_id.encode()) % (ARM_AHEAD_SPREAD_S + 1))
+
+
+def start_delay(state: ReminderState, now: datetime) -> timedelta | None:
+    """How long a new reminder's workflow waits before its first task: until its first send is armed. Until
+    then it is a row in PostgreSQL and a timer on the server: no workflow task, no history to replay, nothing
+    in a worker's cache. None when its send is armed at once (or it has none to send)."""
+    _, due = next_prompt(state, 0, now, LATE_SEND_GRACE)
+    if due is None:
+        return None
+    delay = due - arm_ahead(state.reminder_id) - now
+    return delay if delay >= MIN_START_DELAY else None
 
 
 # A send heartbeats while it waits (pacing, a connection, the provider, a database outage while it

@@ -30,8 +30,7 @@ with workflow.unsafe.imports_passed_through():
         rescheduled,
     )
 
-# A reminder dispatches its send ahead of the notify time (activities.arm_ahead: one to five minutes, its
-# own); the activity holds until the instant, so at the instant only the texts go out.
+# A reminder's first task comes when its send is armed (activities.start_delay), one to five minutes ahead.
 # A contact who keeps sending gibberish gets this many "did not understand" answers, then silence.
 MAX_UNPARSABLE_ANSWERS = 3
 # Replies remembered by provider id so a webhook delivered twice has effect once.
@@ -103,6 +102,10 @@ class ReminderWorkflow:
         return self._state
 
     @workflow.update
+    def wake(self) -> None:
+        """Starts a reminder whose start is deferred (a signal alone waits it out); else a no-op."""
+
+    @workflow.update
     def reschedule(self, change: Reschedule) -> ReminderState:
         """Moves the appointment or changes its details. Before the reminder went out its timer moves;
         after, the answer is reset and a reminder for the new time goes out."""
@@ -165,8 +168,7 @@ class ReminderWorkflow:
         return False
 
     def _arm(self, due: datetime) -> None:
-        """Dispatches the due reminder now; its activity writes that the reminder wants it, holds until
-        `due`, and sends only if the mirror still says so. Replies, a reschedule or STOP stand it down."""
+        """Dispatches the due send: its activity marks it wanted, holds until `due`, sends if still wanted."""
         index = self._next_prompt
         self._next_prompt += 1
         generation = self._state.generation
@@ -187,8 +189,7 @@ class ReminderWorkflow:
         self._armed = Armed(task, sent)
 
     def _stand_down(self) -> None:
-        """Withdraws an armed send. Its activity learns it at its time from the mirror, whose next write
-        shows no send wanted (or the reminder deleted, or the number opted out)."""
+        """Withdraws an armed send: at its fence its activity reads from the mirror that it is not wanted."""
         self._state.wanted_send = None
         if self._armed is not None:
             self._armed.task.cancel()
@@ -249,8 +250,7 @@ class ReminderWorkflow:
                 )
 
     async def _record_answer(self, attending: bool, message_id: str) -> None:
-        """The answer is searchable at once, and one local activity writes it to the mirror, sends the reply
-        text and records that it went."""
+        """The answer is searchable at once; one local activity mirrors it, sends the reply, records it."""
         state = self._state
         state.will_attend = attending
         state.status = Status.CONFIRMED if attending else Status.DECLINED

@@ -10,7 +10,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -47,6 +47,7 @@ from api.validation import InvalidInput, NewReminder, read_json
 from db.views import message_view, reminder_view
 from rules.segments import Encoding, encoding_of
 from stack.codec import contact_search_value
+from workflows.activities import start_delay
 from workflows.models import Purpose, ReminderInput, Reschedule, Status, initial_state, workflow_id
 from workflows.reminder import ReminderWorkflow
 from workflows.search import APPOINTMENT_TIME, CONTACT_NUMBER, NOTIFY_TIME, REMINDER_STATUS
@@ -161,7 +162,8 @@ async def create_from(body: Any, services: ServicesDep, idem: str | None) -> dic
     segments = reminder_segments(
         services.texts, inp.appt_user_dt, inp.location, inp.participant, inp.language, inp.reminder_id
     )
-    made, held_hash = await store.insert_new(initial_state(inp), request_hash, segments)
+    state = initial_state(inp)
+    made, held_hash = await store.insert_new(state, request_hash, segments)
     if not made and held_hash != request_hash:
         raise ApiError(409, "Idempotency-Key was already used with a different body")
     try:
@@ -172,6 +174,9 @@ async def create_from(body: Any, services: ServicesDep, idem: str | None) -> dic
             task_queue=settings.task_queue,
             search_attributes=search_attributes_of(inp),
             static_summary=summary_of(inp),
+            # Days ahead, a reminder is a timer on the server until its send is armed: no workflow task now.
+            # A cancel, an update (reschedule, wake) or its timer starts it.
+            start_delay=start_delay(state, datetime.now(UTC)),
             # A retried create joins the workflow the first one started, running or not.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -8,6 +8,7 @@ from datetime import timedelta
 import asyncpg
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 
 from api.main import create_app
 from devstack.embedded import free_port
@@ -45,6 +46,33 @@ def test_search_attributes_follow_the_reminder(stack: Stack, fake: FakeProvider)
     )
     assert list_ids(stack, f"ContactNumber = '{number}' AND ReminderStatus = 'awaiting_reply'") == []
     assert wid in list_ids(stack, f"ContactNumber = '{number}' AND AppointmentTime > '2000-01-01T00:00:00Z'")
+
+
+def test_a_reminder_days_ahead_is_searchable_and_runs_no_workflow_task(stack: Stack):
+    number = new_number()
+    reminder_id = create(
+        stack,
+        contact_number=number,
+        appointment_time=iso(appointment_in(timedelta(days=3))),
+        notify_window=24,
+    )
+
+    async def events() -> list[int]:
+        client = await connect_temporal(
+            Settings(_env_file=None, temporal_address=stack.run_info()["temporal"])
+        )
+        history = await client.get_workflow_handle(f"reminder-{reminder_id}").fetch_history()
+        return [e.event_type for e in history.events]
+
+    wid = f"reminder-{reminder_id}"
+    wait_until(
+        lambda: list_ids(stack, f"ContactNumber = '{number}' AND ReminderStatus = 'scheduled'") == [wid],
+        what="scheduled visible",
+    )
+    # Until its send is armed it is a timer on the server: no task, nothing in a worker's cache.
+    assert asyncio.run(events()) == [EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED]
+    with stack.client() as http:
+        assert http.get(f"/reminder/{reminder_id}").json()["status"] == "scheduled"
 
 
 def test_metrics_after_a_create(stack: Stack, fake: FakeProvider):

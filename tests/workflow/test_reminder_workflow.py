@@ -27,7 +27,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import workflows.activities
 from api.routes.reminders import search_attributes_of
-from workflows.activities import arm_ahead
+from workflows.activities import arm_ahead, start_delay
 from workflows.models import (
     MARK_DELETED,
     MIRROR_STATE,
@@ -45,6 +45,7 @@ from workflows.models import (
     SendRequest,
     SendResult,
     Status,
+    initial_state,
     workflow_id,
 )
 from workflows.reminder import MAX_UNPARSABLE_ANSWERS, ReminderWorkflow
@@ -660,3 +661,72 @@ async def _answered_across_two_runs(workflow_env, worker, fakes) -> None:
         "confirmation",
     ]
     await latest.terminate()
+
+
+# A reminder started days ahead runs no workflow task until its send is armed: the API defers its start.
+
+
+async def start_deferred(env: WorkflowEnvironment, worker: Worker, inp: ReminderInput) -> WorkflowHandle:
+    """Starts the reminder as the API does: its search attributes, and its start deferred to its arm point."""
+    delay = start_delay(initial_state(inp), datetime.now(UTC))
+    assert delay is not None
+    return await env.client.start_workflow(
+        ReminderWorkflow.run,
+        inp,
+        id=workflow_id(inp.reminder_id),
+        task_queue=worker.task_queue,
+        search_attributes=search_attributes_of(inp),
+        start_delay=delay,
+    )
+
+
+async def test_a_deferred_reminder_runs_no_task_until_its_send_is_armed(workflow_env, worker, fakes):
+    inp = reminder(timedelta(hours=1), [1])
+    inp.appointment += arm_ahead(inp.reminder_id) + timedelta(seconds=4)
+    handle = await start_deferred(workflow_env, worker, inp)
+    await asyncio.sleep(1.5)
+    assert event_types(await handle.fetch_history()) == ["WORKFLOW_EXECUTION_STARTED"]
+    # Its first task, at the arm point, dispatches the send at once (which holds until the notify time).
+    await eventually(lambda: any(m.wanted_send for m in fakes.mirrored), timeout=8)
+    events = event_types(await handle.fetch_history())
+    assert events[events.index("WORKFLOW_TASK_COMPLETED") + 1] == "ACTIVITY_TASK_SCHEDULED"
+    assert fakes.sent == []
+    await handle.terminate()
+
+
+async def test_a_signal_waits_out_the_deferral_and_a_wake_applies_it_at_once(workflow_env, worker, fakes):
+    inp = reminder(timedelta(days=2), [24])
+    handle = await start_deferred(workflow_env, worker, inp)
+    await handle.signal(ReminderWorkflow.opt_out, OptOut())
+    await asyncio.sleep(1)
+    assert event_types(await handle.fetch_history()) == [
+        "WORKFLOW_EXECUTION_STARTED",
+        "WORKFLOW_EXECUTION_SIGNALED",
+    ]
+    await handle.execute_update(ReminderWorkflow.wake)
+    state = await asyncio.wait_for(handle.result(), timeout=10)
+    assert state.status == Status.OPTED_OUT
+    assert fakes.sent == [] and fakes.mirrored[-1].status == Status.OPTED_OUT
+
+
+async def test_a_deferred_reminder_cancelled_is_deleted_at_once(workflow_env, worker, fakes):
+    inp = reminder(timedelta(days=2), [24])
+    handle = await start_deferred(workflow_env, worker, inp)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failure:
+        await asyncio.wait_for(handle.result(), timeout=10)
+    assert isinstance(failure.value.cause, CancelledError)
+    assert inp.reminder_id in fakes.deleted and fakes.sent == []
+
+
+async def test_a_deferred_reminder_is_rescheduled_at_once(workflow_env, worker, fakes):
+    inp = reminder(timedelta(days=2), [24])
+    handle = await start_deferred(workflow_env, worker, inp)
+    moved = inp.appointment + timedelta(days=1)
+    state = await asyncio.wait_for(
+        handle.execute_update(ReminderWorkflow.reschedule, change_of(inp, moved, [24])), timeout=10
+    )
+    assert state.appointment == moved and state.status == Status.SCHEDULED
+    await eventually(lambda: any(m.appointment == moved for m in fakes.mirrored))
+    assert fakes.sent == []
+    await handle.terminate()
