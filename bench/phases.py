@@ -24,8 +24,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from api.routes.reminders import search_attributes_of, summary_of
 from api.schemas import ReminderRequest
+from api.starts import search_attributes_of, summary_of
 from bench import httpclient
 from bench.load import Arrivals, Batch, run_batch
 from bench.raw import RawBurst, RawSleep, RawSleepCarrying, Recorder

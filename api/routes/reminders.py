@@ -10,19 +10,13 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -43,14 +37,13 @@ from api.schemas import (
     ReminderList,
     ReminderRequest,
 )
+from api.starts import start_reminder
 from api.validation import InvalidInput, NewReminder, read_json
 from db.views import message_view, reminder_view
 from rules.segments import Encoding, encoding_of
 from stack.codec import contact_search_value
-from workflows.activities import start_delay
-from workflows.models import Purpose, ReminderInput, Reschedule, Status, initial_state, workflow_id
+from workflows.models import Purpose, Reschedule, Status, initial_state, workflow_id
 from workflows.reminder import ReminderWorkflow
-from workflows.search import APPOINTMENT_TIME, CONTACT_NUMBER, NOTIFY_TIME, REMINDER_STATUS
 
 log = logging.getLogger("reminders.api")
 router = APIRouter(prefix="/reminder", tags=["reminders"], dependencies=[Depends(require_api_key)])
@@ -108,30 +101,6 @@ def reminder_segments(
     return full.segments
 
 
-def summary_of(inp: ReminderInput) -> str:
-    """The one line the Temporal UI lists: who, when, where (only when, if payloads are encrypted)."""
-    where = inp.timezone or "UTC offset as given"
-    if inp.contact_search:
-        return f"{inp.appt_user_dt} ({where})"
-    parts = [f"{inp.contact_number}", f"{inp.appt_user_dt} ({where})"]
-    if inp.location:
-        parts.append(f"at {inp.location}")
-    if inp.participant:
-        parts.append(f"with {inp.participant}")
-    return " · ".join(parts)
-
-
-def search_attributes_of(inp: ReminderInput) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(CONTACT_NUMBER, inp.contact_search or inp.contact_number),
-            SearchAttributePair(REMINDER_STATUS, Status.SCHEDULED.value),
-            SearchAttributePair(APPOINTMENT_TIME, inp.appointment),
-            SearchAttributePair(NOTIFY_TIME, inp.notify_times()[0]),
-        ]
-    )
-
-
 @router.post("", response_model=CreatedReminder, openapi_extra=CREATE_REMINDER_BODY)
 async def create_reminder(
     request: Request,
@@ -162,25 +131,11 @@ async def create_from(body: Any, services: ServicesDep, idem: str | None) -> dic
     segments = reminder_segments(
         services.texts, inp.appt_user_dt, inp.location, inp.participant, inp.language, inp.reminder_id
     )
-    state = initial_state(inp)
-    made, held_hash = await store.insert_new(state, request_hash, segments)
+    made, held_hash = await store.insert_new(initial_state(inp), request_hash, segments)
     if not made and held_hash != request_hash:
         raise ApiError(409, "Idempotency-Key was already used with a different body")
     try:
-        await temporal.start_workflow(
-            ReminderWorkflow.run,
-            inp,
-            id=workflow_id(inp.reminder_id),
-            task_queue=settings.task_queue,
-            search_attributes=search_attributes_of(inp),
-            static_summary=summary_of(inp),
-            # Days ahead, a reminder is a timer on the server until its send is armed: no workflow task now.
-            # A cancel, an update (reschedule, wake) or its timer starts it.
-            start_delay=start_delay(state, datetime.now(UTC)),
-            # A retried create joins the workflow the first one started, running or not.
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+        await start_reminder(temporal, inp, settings.task_queue)
     except WorkflowAlreadyStartedError:
         pass
     except (RPCError, RuntimeError) as err:

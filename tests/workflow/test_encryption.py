@@ -12,7 +12,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from api.routes.reminders import search_attributes_of
+from api.starts import search_attributes_of
 from stack.codec import AesGcmCodec, contact_search_value, data_converter, parse_key
 from tests.workflow.test_reminder_workflow import FakeActivities, eventually, reminder
 from workflows.models import Status, workflow_id

@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import workflows.activities
-from api.routes.reminders import search_attributes_of
+from api.starts import start_reminder
 from workflows.activities import arm_ahead, start_delay
 from workflows.models import (
     MARK_DELETED,
@@ -148,14 +148,8 @@ def reminder(appointment_in: timedelta, windows: list[int]) -> ReminderInput:
 
 
 async def start(env: WorkflowEnvironment, worker: Worker, inp: ReminderInput) -> WorkflowHandle:
-    """Starts the reminder as the API does, with its search attributes."""
-    return await env.client.start_workflow(
-        ReminderWorkflow.run,
-        inp,
-        id=workflow_id(inp.reminder_id),
-        task_queue=worker.task_queue,
-        search_attributes=search_attributes_of(inp),
-    )
+    """Starts the reminder as the API does."""
+    return await start_reminder(env.client, inp, worker.task_queue)
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -372,7 +366,7 @@ async def test_reschedule_after_send_resets_the_answer_and_prompts_again(workflo
 
 
 async def test_invalid_reschedule_changes_nothing(workflow_env, worker, fakes):
-    inp = reminder(timedelta(hours=2), [1])
+    inp = reminder(timedelta(hours=1, seconds=30), [1])
     handle = await start(workflow_env, worker, inp)
     before = await handle.query(ReminderWorkflow.status)
     past = datetime.now(UTC) - timedelta(minutes=5)
@@ -406,10 +400,12 @@ def activity_names(history: WorkflowHistory) -> list[str]:
     ]
 
 
-async def test_a_new_reminder_costs_the_server_one_timer(workflow_env, worker, fakes):
-    """What the server stores for a reminder waiting days ahead: no marker, no upsert, one timer."""
+async def test_a_reminder_woken_days_ahead_costs_the_server_one_timer(workflow_env, worker, fakes):
+    """What the server stores for a reminder waiting days ahead once it has run (a STOP's wake, a reschedule):
+    no marker, no upsert, one timer. Before that, its start event alone (the deferred tests below)."""
     inp = reminder(timedelta(days=2), [24])
     handle = await start(workflow_env, worker, inp)
+    await handle.execute_update(ReminderWorkflow.wake)
     deadline = asyncio.get_running_loop().time() + 10
     while "TIMER_STARTED" not in event_types(await handle.fetch_history()):
         assert asyncio.get_running_loop().time() < deadline, "the workflow never set its timer"
@@ -419,6 +415,8 @@ async def test_a_new_reminder_costs_the_server_one_timer(workflow_env, worker, f
         "WORKFLOW_TASK_SCHEDULED",
         "WORKFLOW_TASK_STARTED",
         "WORKFLOW_TASK_COMPLETED",
+        "WORKFLOW_EXECUTION_UPDATE_ACCEPTED",
+        "WORKFLOW_EXECUTION_UPDATE_COMPLETED",
         "TIMER_STARTED",
     ]
     await handle.terminate()
@@ -667,17 +665,9 @@ async def _answered_across_two_runs(workflow_env, worker, fakes) -> None:
 
 
 async def start_deferred(env: WorkflowEnvironment, worker: Worker, inp: ReminderInput) -> WorkflowHandle:
-    """Starts the reminder as the API does: its search attributes, and its start deferred to its arm point."""
-    delay = start_delay(initial_state(inp), datetime.now(UTC))
-    assert delay is not None
-    return await env.client.start_workflow(
-        ReminderWorkflow.run,
-        inp,
-        id=workflow_id(inp.reminder_id),
-        task_queue=worker.task_queue,
-        search_attributes=search_attributes_of(inp),
-        start_delay=delay,
-    )
+    """Starts a reminder whose send is armed later than now, as the API does: deferred."""
+    assert start_delay(initial_state(inp), datetime.now(UTC)) is not None
+    return await start(env, worker, inp)
 
 
 async def test_a_deferred_reminder_runs_no_task_until_its_send_is_armed(workflow_env, worker, fakes):
@@ -717,6 +707,22 @@ async def test_a_deferred_reminder_cancelled_is_deleted_at_once(workflow_env, wo
         await asyncio.wait_for(handle.result(), timeout=10)
     assert isinstance(failure.value.cause, CancelledError)
     assert inp.reminder_id in fakes.deleted and fakes.sent == []
+
+
+async def test_a_deferred_reminder_refuses_an_invalid_reschedule_and_still_goes_out(
+    workflow_env, worker, fakes
+):
+    inp = reminder(timedelta(hours=1), [1])
+    inp.appointment += arm_ahead(inp.reminder_id) + timedelta(seconds=3)
+    handle = await start_deferred(workflow_env, worker, inp)
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(ReminderWorkflow.reschedule, change_of(inp, past, [1]))
+    assert isinstance(failure.value.cause, ApplicationError) and failure.value.cause.type == "InvalidChange"
+    await eventually(lambda: any(m.wanted_send for m in fakes.mirrored), timeout=8)
+    state = await handle.query(ReminderWorkflow.status)
+    assert state.appointment == inp.appointment and state.status == Status.SCHEDULED
+    await handle.terminate()
 
 
 async def test_a_deferred_reminder_is_rescheduled_at_once(workflow_env, worker, fakes):
