@@ -360,7 +360,12 @@ async def test_reschedule_after_send_resets_the_answer_and_prompts_again(workflo
     await eventually(lambda: len(fakes.sent) == 3)
     assert fakes.purposes() == [Purpose.REMINDER, Purpose.CONFIRMATION, Purpose.REMINDER]
     assert fakes.sent[2][1].key != fakes.sent[0][1].key, "a new reminder is not taken for a resend"
-    state = await handle.query(ReminderWorkflow.status)
+    # The activity has answered; the workflow takes its result in its next task.
+    for _ in range(100):
+        state = await handle.query(ReminderWorkflow.status)
+        if state.status == Status.AWAITING_REPLY:
+            break
+        await asyncio.sleep(0.05)
     assert state.status == Status.AWAITING_REPLY and state.appointment == moved
     await handle.terminate()
 
