@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,15 @@ from bench.stats import max_in_window, middle_rate, summary
 from bench.system import disk_usage
 from devstack.harness import FakeProvider, Stack
 from rules.segments import encoding_of
-from workflows.activities import start_delay
+from workflows.activities import ARM_AHEAD_MIN, ARM_AHEAD_SPREAD_S, start_delay
 from workflows.models import initial_state
 
 # Planning a burst: the instant is set this far past the expected end of the creates, so a create rate
 # that sags mid-way (the server flushing, a GC) still finishes in time.
 LEAD_FACTOR = 1.5
 LEAD_EXTRA_S = 20.0
+# The longest a reminder's send is armed ahead: one created further ahead is started deferred.
+ARM_AHEAD_MAX_S = (ARM_AHEAD_MIN + timedelta(seconds=ARM_AHEAD_SPREAD_S)).total_seconds()
 # However short the phase, a burst gets at least this long after its instant to arrive, and the replies
 # this long for the webhooks and their confirmations.
 MIN_DRAIN_S = 15.0
@@ -409,10 +411,15 @@ async def burst_phase(
     the contacts' phase digit, when the burst is run a second time (with two workers)."""
     contacts = ctx.contacts(prefix or (2 if not latency else 6), count)
     ctx.fake.latency = latency
-    # A backlog left from the creates before is set up first, so it lengthens the lead too. Within a
-    # time-limited phase the lead is cut to leave the burst some time to drain; whether the worker had
-    # set every reminder up by the instant is reported.
-    planned = plan_instant(count, ctx.service_create_rate, ctx.service_setup_rate, backlog=ctx.setup_backlog)
+    # Created further ahead than the longest arm-ahead, as reminders due together are in real use: each one
+    # is started deferred and has its first task at its own point in the minutes before the instant. A
+    # backlog left from the creates before is set up first, so it lengthens the lead too. Within a
+    # time-limited phase the lead is cut to leave the burst some time to drain; how many were deferred,
+    # and whether the worker had set every reminder up by the instant, is reported.
+    planned = max(
+        plan_instant(count, ctx.service_create_rate, ctx.service_setup_rate, backlog=ctx.setup_backlog),
+        plan_instant(count, ctx.service_create_rate, math.inf, extra=ARM_AHEAD_MAX_S + LEAD_EXTRA_S),
+    )
     latest = ctx.phase_end - MIN_DRAIN_S
     earliest = plan_instant(count, ctx.service_create_rate, math.inf, factor=1.3, extra=3)
     instant = max(min(planned, math.floor(latest)) if latest < math.inf else planned, earliest)
@@ -422,8 +429,11 @@ async def burst_phase(
         ctx, [reminder_body(c, instant + 3600, 1) for c in contacts], instant - 1
     )
     contacts = created_only(contacts, created)
+    # Each create's own arm point decides it; the last create's margin bounds them all from below.
+    deferred = instant - created.ended_at > ARM_AHEAD_MAX_S
     ctx.say(
         f"burst: created {created.ok} in {created.elapsed:.1f} s, {instant - created.ended_at:.1f} s before T"
+        f" ({'every one' if deferred else 'not every one'} started deferred to its arm point)"
     )
     ready = await settle(ctx, [ctx.service_queue], instant - 0.5)
     ctx.say(f"burst: the worker {'had' if ready['settled'] else 'had NOT'} set them all up before T")
@@ -440,6 +450,7 @@ async def burst_phase(
         create=created.figures(),
         created_before_instant=created.ended_at < instant,
         margin_s=round(instant - created.ended_at, 2),
+        all_deferred=deferred,
         set_up_before_instant=ready["settled"],
     )
     raw = ctx.baseline.get("burst")

@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from api.main import create_app
 from devstack.embedded import free_port
@@ -21,12 +22,13 @@ from tests.e2e.test_replies_e2e import flowroute_inbound, sent_reminder
 pytestmark = pytest.mark.e2e
 
 
+async def temporal_of(stack: Stack) -> Client:
+    return await connect_temporal(Settings(_env_file=None, temporal_address=stack.run_info()["temporal"]))
+
+
 def list_ids(stack: Stack, query: str) -> list[str]:
     async def run() -> list[str]:
-        client = await connect_temporal(
-            Settings(_env_file=None, temporal_address=stack.run_info()["temporal"])
-        )
-        return [w.id async for w in client.list_workflows(query)]
+        return [w.id async for w in (await temporal_of(stack)).list_workflows(query)]
 
     return asyncio.run(run())
 
@@ -58,10 +60,9 @@ def test_a_reminder_days_ahead_is_searchable_and_runs_no_workflow_task(stack: St
     )
 
     async def events() -> list[int]:
-        client = await connect_temporal(
-            Settings(_env_file=None, temporal_address=stack.run_info()["temporal"])
+        history = (
+            await (await temporal_of(stack)).get_workflow_handle(f"reminder-{reminder_id}").fetch_history()
         )
-        history = await client.get_workflow_handle(f"reminder-{reminder_id}").fetch_history()
         return [e.event_type for e in history.events]
 
     wid = f"reminder-{reminder_id}"
