@@ -435,6 +435,8 @@ async def burst_phase(
         f"burst: created {created.ok} in {created.elapsed:.1f} s, {instant - created.ended_at:.1f} s before T"
         f" ({'every one' if deferred else 'not every one'} started deferred to its arm point)"
     )
+    # The last of them have their first task ARM_AHEAD_MIN before the instant: set up is read after that.
+    await asyncio.sleep(max(instant - ARM_AHEAD_MIN.total_seconds() + 1 - time.time(), 0))
     ready = await settle(ctx, [ctx.service_queue], instant - 0.5)
     ctx.say(f"burst: the worker {'had' if ready['settled'] else 'had NOT'} set them all up before T")
     until = max(min(instant + ctx.limits.drain_s, ctx.phase_end), instant + MIN_DRAIN_S)
