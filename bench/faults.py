@@ -67,6 +67,8 @@ PG_OUTAGE = 20.0
 PG_LONG_OUTAGE = 90.0
 BIG_BURST = 2000
 BIG_LEAD = 75.0
+# Past the longest arm-ahead (five minutes): every reminder is started deferred, a timer on the server.
+DEFERRED_LEAD = 400.0
 FAULTY_SENDS = 30
 STOPS = 100
 PROVIDER_503_FOR = 30.0
@@ -632,6 +634,21 @@ async def temporal_kill(t: Trial) -> None:
     t.notes["temporal_restart_s"] = await t.wait_for_new_pid("temporal", pid)
 
 
+async def deferred_kills(t: Trial) -> None:
+    """Reminders started deferred: the server SIGKILLed while they wait on its timers alone, then the worker
+    SIGKILLed while they wake and arm, one to five minutes before they are due."""
+    await t.create_all()
+    # Before the earliest wakes (five minutes before its time), so every one is on the server's timer alone.
+    await t.sleep_until(t.first_due - timedelta(seconds=340))
+    pid = int(t.run_info()["temporal_pid"])
+    os.kill(pid, signal.SIGKILL)
+    t.notes["temporal_restart_s"] = await t.wait_for_new_pid("temporal", pid)
+    await t.sleep_until(t.first_due - timedelta(seconds=150))
+    pid = int(t.run_info()["pids"]["worker"])
+    os.kill(pid, signal.SIGKILL)
+    t.notes["worker_restart_s"] = await t.wait_for_new_pid("worker", pid)
+
+
 def _script(fake: FakeProvider, status: int | None) -> int:
     """Makes the fake answer `status` to every send until changed; answers how many it refused before."""
     with fake.lock:
@@ -765,6 +782,7 @@ CASES = [
     Case("j", f"PostgreSQL stopped {PG_LONG_OUTAGE:.0f} s mid-burst", postgres_long_stop),
     Case("k", f"{STOPS} STOPs in the second before notify", stops_at_notify),
     Case("l", f"{STOPS} DELETEs in the second before notify", deletes_at_notify),
+    Case("m", "deferred: Temporal, then worker SIGKILL", deferred_kills, lead=DEFERRED_LEAD),
 ]
 
 
