@@ -2,7 +2,7 @@
 
 Every case starts the launcher in a temporary folder on free ports with Flowroute played by a fake on
 loopback, creates a few hundred reminders due within a minute (notify window 0: each is sent at its
-appointment), does one harmful thing, then waits until every reminder workflow has ended or the grace
+appointment; case m, in seven, so each starts deferred), does one harmful thing, then waits until every reminder workflow has ended or the grace
 period is over, and counts:
 
     accepted    creates the API answered 200
