@@ -2,8 +2,8 @@
 
 Every case starts the launcher in a temporary folder on free ports with Flowroute played by a fake on
 loopback, creates a few hundred reminders due within a minute (notify window 0: each is sent at its
-appointment; case m, in seven, so each starts deferred), does one harmful thing, then waits until every reminder workflow has ended or the grace
-period is over, and counts:
+appointment; case m, in seven, so each starts deferred), does one harmful thing, then waits until every
+reminder workflow has ended or the grace period is over, and counts:
 
     accepted    creates the API answered 200
     sent        accepted reminders whose reminder text reached the fake
@@ -49,6 +49,7 @@ from devstack.embedded import EmbeddedPostgres
 from devstack.harness import FakeProvider, Stack, flowroute_env, twilio_env
 from settings import Settings
 from stack.clients import connect_temporal
+from workflows.activities import ARM_AHEAD_MAX
 from workflows.models import workflow_id
 from workflows.reminder import ReminderWorkflow
 from workflows.search import CONTACT_NUMBER, REMINDER_STATUS
@@ -638,8 +639,8 @@ async def deferred_kills(t: Trial) -> None:
     """Reminders started deferred: the server SIGKILLed while they wait on its timers alone, then the worker
     SIGKILLed while they wake and arm, one to five minutes before they are due."""
     await t.create_all()
-    # Before the earliest wakes (five minutes before its time), so every one is on the server's timer alone.
-    await t.sleep_until(t.first_due - timedelta(seconds=340))
+    # Before the earliest wakes, so every one is on the server's timer alone.
+    await t.sleep_until(t.first_due - ARM_AHEAD_MAX - timedelta(seconds=40))
     pid = int(t.run_info()["temporal_pid"])
     os.kill(pid, signal.SIGKILL)
     t.notes["temporal_restart_s"] = await t.wait_for_new_pid("temporal", pid)

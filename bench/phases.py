@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,14 @@ from bench.stats import max_in_window, middle_rate, summary
 from bench.system import disk_usage
 from devstack.harness import FakeProvider, Stack
 from rules.segments import encoding_of
-from workflows.activities import ARM_AHEAD_MIN, ARM_AHEAD_SPREAD_S, start_delay
+from workflows.activities import ARM_AHEAD_MAX, ARM_AHEAD_MIN, start_delay
 from workflows.models import initial_state
 
 # Planning a burst: the instant is set this far past the expected end of the creates, so a create rate
 # that sags mid-way (the server flushing, a GC) still finishes in time.
 LEAD_FACTOR = 1.5
 LEAD_EXTRA_S = 20.0
-# The longest a reminder's send is armed ahead: one created further ahead is started deferred.
-ARM_AHEAD_MAX_S = (ARM_AHEAD_MIN + timedelta(seconds=ARM_AHEAD_SPREAD_S)).total_seconds()
+ARM_AHEAD_MAX_S = ARM_AHEAD_MAX.total_seconds()
 # However short the phase, a burst gets at least this long after its instant to arrive, and the replies
 # this long for the webhooks and their confirmations.
 MIN_DRAIN_S = 15.0
@@ -294,9 +293,8 @@ async def _raw_burst(ctx: Ctx, count: int) -> dict[str, Any]:
 # server's start rate falls as its database grows, so whatever ran first would look faster. In this order
 # (A B C C B A) a steady drift falls on every side alike. "raw_same" starts carry what a reminder's start
 # carries (its input, four search attributes, a summary, its start deferred to its arm point): the server's
-# share of a create. A turn leaves the
-# server work that outlasts its task queue (visibility writes), so an uncounted turn goes first: no counted
-# turn gets a server with nothing left over.
+# share of a create. A turn leaves the server work that outlasts its task queue (visibility writes), so an
+# uncounted turn goes first: no counted turn gets a server with nothing left over.
 CREATE_TURNS = ("raw", "service", "raw_same", "raw_same", "service", "raw")
 
 

@@ -32,6 +32,8 @@ LATE_SEND_GRACE = timedelta(minutes=5)
 # work through, and the last texts went out 52 s late.
 ARM_AHEAD_MIN = timedelta(seconds=60)
 ARM_AHEAD_SPREAD_S = 240
+# The longest of them: a reminder created further ahead than this is started deferred.
+ARM_AHEAD_MAX = ARM_AHEAD_MIN + timedelta(seconds=ARM_AHEAD_SPREAD_S)
 # A start deferred by less than this would save its reminder nothing: it is started at once.
 MIN_START_DELAY = timedelta(seconds=1)
 
