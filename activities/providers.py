@@ -102,6 +102,9 @@ def _callback_url(settings: Settings, path: str, key: str | None) -> str | None:
     return url
 
 
+_JSON_API = {"Content-Type": "application/vnd.api+json"}
+
+
 class FlowrouteProvider:
     name = "flowroute"
     counts_segments = False
@@ -111,6 +114,8 @@ class FlowrouteProvider:
         self._settings = settings
         self._url = settings.flowroute_api_url.rstrip("/") + "/messages"
         self._auth = (settings.flowroute_access_key or "", settings.flowroute_secret_key or "")
+        # Built once: its header is encoded when it is made, not on every send.
+        self._basic_auth = httpx.BasicAuth(*self._auth)
         self._numbers = settings.sending_numbers
         self._scan_lock = asyncio.Lock()
         self._scan: tuple[datetime, float, list[tuple[str, dict[str, Any]]]] | None = None
@@ -129,7 +134,7 @@ class FlowrouteProvider:
             payload["dlr_callback"] = callback
         try:
             response = await self._client.post(
-                self._url, json=payload, auth=self._auth, headers={"Content-Type": "application/vnd.api+json"}
+                self._url, json=payload, auth=self._basic_auth, headers=_JSON_API
             )
         except httpx.HTTPError as err:
             raise _transport_error("flowroute", err) from err

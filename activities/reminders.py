@@ -27,7 +27,7 @@ from activities.texts import Texts
 from activities.wake import wake_deferred
 from db.messages import Claim
 from db.store import Store, waiting_for_postgres
-from rules.schedule import QuietHours, reminder_zone
+from rules.schedule import QuietHours, quiet_hold
 from rules.segments import encoding_of
 from workflows.models import (
     MARK_DELETED,
@@ -109,9 +109,13 @@ class ReminderActivities:
 
     @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, request: SendRequest) -> SendResult:
-        if request.mirror_before is not None:
-            before = request.mirror_before
-            await waiting_for_postgres(f"{request.key}: mirror", lambda: self._store.upsert_state(before))
+        # The state before the send: an armed send writes it ahead of its hold (its fence reads it back); an
+        # answer writes it with its claim, one round trip fewer on a reply's path.
+        before = request.mirror_before
+        if before is not None and (request.armed or request.not_before is not None):
+            ahead = before
+            await waiting_for_postgres(f"{request.key}: mirror", lambda: self._store.upsert_state(ahead))
+            before = None
         if request.not_before is not None:
             # Armed ahead of its time: hold until the instant. The heartbeat timeout covers the hold.
             hold = (request.not_before - datetime.now(UTC)).total_seconds()
@@ -119,7 +123,7 @@ class ReminderActivities:
                 await asyncio.sleep(hold)
         beat = None if activity.info().is_local else asyncio.create_task(_heartbeat_forever())
         fence = _Fence()
-        delivery = asyncio.ensure_future(self._deliver(request, fence))
+        delivery = asyncio.ensure_future(self._deliver(request, fence, before))
         try:
             while True:
                 try:
@@ -133,31 +137,17 @@ class ReminderActivities:
             if beat is not None:
                 beat.cancel()
 
-    def quiet_hours(self, request: SendRequest) -> SendResult | None:
-        """Quiet hours are checked again when a reminder goes out (it may be late: an outage, a retry); they
-        cover reminders, not answers to a contact's own texts."""
-        if self._quiet is None or request.purpose != Purpose.REMINDER or request.appointment is None:
-            return None
-        zone = reminder_zone(
-            request.timezone, request.appointment, request.appt_user_dt or "", request.contact_number
-        )
-        now = datetime.now(UTC)
-        moved = self._quiet.adjust(now, request.appointment, zone)
-        if moved == now:
-            return None
-        log.info("%s: quiet hours where the contact is, until %s", request.key, moved.isoformat())
-        if moved > now:
-            return SendResult(delivered_to_provider=False, quiet_until=moved)
-        return SendResult(delivered_to_provider=False, quiet_past_appointment=True)
-
-    async def _deliver(self, request: SendRequest, fence: _Fence) -> SendResult:
+    async def _deliver(self, request: SendRequest, fence: _Fence, before: ReminderState | None) -> SendResult:
+        """`before`: the state to write with the first claim."""
         number = request.contact_number
         extra = {"reminder_id": request.reminder_id}
-        quiet = self.quiet_hours(request)
+        quiet = quiet_hold(self._quiet, request)
         if quiet is not None:
             # A retry of a send that went out just before the quiet hours began is not held by them.
             sent_as = await self._store.sent_as(request.key) if activity.info().attempt > 1 else None
             if sent_as is None:
+                if before is not None:
+                    await self._store.upsert_state(before)
                 return quiet
         text = self._texts.render(
             request.purpose,
@@ -197,8 +187,10 @@ class ReminderActivities:
                         take_over=take_over,
                         first_body=first_body if first_body != body else None,
                         pacing=pacing,
+                        mirror=before,
                     ),
                 )
+                before = None
                 if claim.claimed:
                     fence.claimed = True
                     sent_body = claim.body or body

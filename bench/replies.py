@@ -25,7 +25,7 @@ from bench.phases import (
 )
 from bench.raw import RawReply
 from bench.stats import summary
-from bench.system import usage_of
+from bench.system import machine_counters, usage_snapshot
 
 # Raw first and last: the server slows as a phase's open workflows pile up (a second round of the same raw
 # replies on one server ran at 106/s after 132/s), so neither side gets only the fresher server.
@@ -40,7 +40,9 @@ class Turn:
     sent: Batch
     answers: list[float]
     expected: int
-    server_cpu_s: float | None
+    # CPU seconds each part spent in the turn: the stack's processes, the bench's own (the raw worker, the
+    # fake provider, the clients) and the machine's busy time; empty if they could not be read.
+    cpu_s: dict[str, float]
     until: float
     outcomes: Counter[str] = field(default_factory=Counter)
 
@@ -55,17 +57,20 @@ class Turn:
         return max(self.answers) if self.complete and self.answers else min(time.time(), self.until)
 
 
-def server_cpu_s(ctx: Ctx) -> float | None:
-    """CPU seconds the stack's Temporal server has used so far (None if it cannot be read)."""
+def cpu_now(ctx: Ctx) -> dict[str, float]:
+    """CPU seconds so far of each part of the stack, of the bench's process and of the machine."""
+    if ctx.stack.proc is None:
+        return {}
     try:
-        got = usage_of(int(ctx.stack.run_info()["temporal_pid"]))
+        parts = usage_snapshot(ctx.stack.proc.pid, ctx.stack.run_info(), ctx.stack.data_dir)
     except (OSError, ValueError, KeyError):
-        return None
-    return got["cpu_s"] if got else None
+        return {}
+    out = {name: float(part["cpu_s"]) for name, part in parts.items() if name != "total"}
+    return {**out, "bench": time.process_time(), "machine": machine_counters()["busy_cpu_s"]}
 
 
-def _spent(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
+def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: max(after[k] - before[k], 0.0) for k in after if k in before}
 
 
 def pooled_turns(turns: list[Turn]) -> dict[str, Any]:
@@ -73,8 +78,13 @@ def pooled_turns(turns: list[Turn]) -> dict[str, Any]:
     per answer."""
     answered = sum(len(t.answers) for t in turns)
     seconds = sum(t.end - t.first for t in turns)
-    spent = [t.server_cpu_s for t in turns]
-    server = sum(s for s in spent if s is not None) if None not in spent else None
+    # Per reply, by part: where a side's CPU goes, and so what it takes from the server's cores.
+    parts = set.intersection(*(set(t.cpu_s) for t in turns)) if turns else set()
+    per_reply = (
+        {p: round(1000 * sum(t.cpu_s[p] for t in turns) / answered, 2) for p in sorted(parts)}
+        if answered
+        else {}
+    )
     rate = answered / seconds if seconds > 0 and answered else None
     return {
         "answered": answered,
@@ -82,9 +92,8 @@ def pooled_turns(turns: list[Turn]) -> dict[str, Any]:
         "latency_s": summary([a - t.first for t in turns for a in t.answers]),
         "replies_per_s": round(rate, 1) if rate else None,
         "seconds": round(seconds, 3),
-        "server_cpu_ms_per_reply": round(1000 * server / answered, 2)
-        if server is not None and answered
-        else None,
+        "server_cpu_ms_per_reply": per_reply.get("temporal"),
+        "cpu_ms_per_reply": per_reply,
         "turns": [round(len(t.answers) / (t.end - t.first), 1) if t.end > t.first else None for t in turns],
     }
 
@@ -105,7 +114,7 @@ async def _raw_replies_start(ctx: Ctx, count: int) -> list[str]:
 async def _raw_turn(ctx: Ctx, ids: list[str]) -> Turn:
     """Raw Temporal's reply: a signal from the client to a waiting workflow, which upserts one search
     attribute and answers with a local activity; counted, like the service's, to the last answer."""
-    first, before = time.time(), server_cpu_s(ctx)
+    first, before = time.time(), cpu_now(ctx)
 
     async def signal(i: int) -> bool:
         await ctx.temporal.get_workflow_handle(ids[i]).signal(RawReply.reply, "Yes")
@@ -117,7 +126,7 @@ async def _raw_turn(ctx: Ctx, ids: list[str]) -> Turn:
     while time.time() < until and not wanted <= ctx.recorder.answers.keys():  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     answers = [ctx.recorder.answers[k] for k in wanted if k in ctx.recorder.answers]
-    return Turn(first, signals, answers, len(ids), _spent(before, server_cpu_s(ctx)), until)
+    return Turn(first, signals, answers, len(ids), _spent(before, cpu_now(ctx)), until)
 
 
 async def _service_turn(ctx: Ctx, repliers: list[str], tag: str) -> Turn:
@@ -137,14 +146,14 @@ async def _service_turn(ctx: Ctx, repliers: list[str], tag: str) -> Turn:
         return str(response.json().get("message"))
 
     await warm_up(ctx)
-    first, before = time.time(), server_cpu_s(ctx)
+    first, before = time.time(), cpu_now(ctx)
     webhooks = await run_batch(len(repliers), ctx.concurrency, reply, ctx.by(ctx.limits.creates_s))
     routed = [c for c, o in zip(repliers, webhooks.results, strict=True) if o == "routed"]
     until = ctx.by(ctx.limits.replies_s)
     confirmed = await ctx.arrivals.wait(routed, until, match=lambda t: "confirmed" in t)
     answers = list(confirmed.values())
     outcomes = Counter(str(o) for o in webhooks.results[: webhooks.attempted])
-    return Turn(first, webhooks, answers, len(repliers), _spent(before, server_cpu_s(ctx)), until, outcomes)
+    return Turn(first, webhooks, answers, len(repliers), _spent(before, cpu_now(ctx)), until, outcomes)
 
 
 async def _ids_with_status(ctx: Ctx, status: str) -> set[str]:
@@ -230,6 +239,7 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
             "answer_latency_s": theirs["latency_s"],
             "replies_per_s": theirs["replies_per_s"],
             "server_cpu_ms_per_reply": theirs["server_cpu_ms_per_reply"],
+            "cpu_ms_per_reply": theirs["cpu_ms_per_reply"],
             "turns_per_s": theirs["turns"],
         },
         "ratio": round(ratio, 3) if ratio is not None else None,
@@ -251,4 +261,5 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
         "turns_per_s": ours["turns"],
         # The server's work for a reply, from the first signal to the last answer, beside raw's.
         "server_cpu_ms_per_reply": ours["server_cpu_ms_per_reply"],
+        "cpu_ms_per_reply": ours["cpu_ms_per_reply"],
     }

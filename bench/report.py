@@ -318,6 +318,16 @@ def _server_share(r: dict[str, Any], raw: dict[str, Any]) -> str:
     return f"{ours:.1f} ms / {theirs:.1f} ms (raw / service {theirs / ours:.2f})"
 
 
+def _by_part(cpu: dict[str, float] | None) -> str:
+    """Each part's CPU per reply, the busiest first; "bench" is the load's own process (clients, fake
+    provider, raw worker) and "machine" all the machine's busy time."""
+    if not cpu:
+        return "n/a"
+    shown = sorted(((k, v) for k, v in cpu.items() if v >= 0.05 and k != "machine"), key=lambda kv: -kv[1])
+    text = ", ".join(f"{k} {v:.1f}" for k, v in shown)
+    return f"{text}; machine {cpu['machine']:.1f}" if "machine" in cpu else text
+
+
 def _replies_rows(r: dict[str, Any]) -> list[Row]:
     rate = r.get("replies_per_s")
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r["webhook_outcomes"].items()))
@@ -345,6 +355,8 @@ def _replies_rows(r: dict[str, Any]) -> list[Row]:
                 ratio is not None and ratio >= 0.8 and r["complete"] and raw["complete"],
             ),
             Row(section, "Temporal server CPU per reply: service / raw", _server_share(r, raw)),
+            Row(section, "CPU ms per reply by process, service", _by_part(r.get("cpu_ms_per_reply"))),
+            Row(section, "CPU ms per reply by process, raw", _by_part(raw.get("cpu_ms_per_reply"))),
         ]
     rows = [
         Row(

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from db.state import STATE_ARGS, UPSERT_STATE, state_args
+from db.state import STATE_ARGS, UPSERT_STATE, state_args, with_state_written
 from workflows.models import ReminderState
 
 # The send fence, one round trip right before the provider is called: is the number opted out, does an armed
@@ -71,6 +71,11 @@ SELECT gate.opted_out, gate.withdrawn, prior.provider_id AS sent_as, prior.attem
                           + make_interval(secs => $15::float8) - clock_timestamp())::float8 AS pace_wait
 FROM gate LEFT JOIN prior ON true
 """
+
+# The fence with the reminder's state written in the same round trip: an answer to a reply records
+# "answered" as it claims its text. Not for an armed send: its fence reads the row's wanted_send, which the
+# statement's own write would not yet show it.
+_CLAIM_SEND_MIRRORED = with_state_written(_CLAIM_SEND, 15)
 
 
 # The texts whose delivery a reminder shows: its reminder text and a deliberate resend of it.
@@ -171,9 +176,12 @@ class MessageRows:
         take_over: tuple[str, datetime] | None = None,
         first_body: str | None = None,
         pacing: tuple[str, float] | None = None,
+        mirror: ReminderState | None = None,
     ) -> Claim:
+        """The send fence; `mirror`, a state to write with it (never for an armed send)."""
+        assert mirror is None or not armed
         row = await self.pool.fetchrow(
-            _CLAIM_SEND,
+            _CLAIM_SEND if mirror is None else _CLAIM_SEND_MIRRORED,
             reminder_id,
             contact_number,
             purpose,
@@ -189,6 +197,7 @@ class MessageRows:
             first_body,
             pacing[0] if pacing else None,
             pacing[1] if pacing else 0.0,
+            *(state_args(mirror) if mirror is not None else ()),
         )
         assert row is not None
         return Claim(

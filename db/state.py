@@ -3,6 +3,7 @@ the newest state win whatever order the writes land in."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from workflows.models import ReminderState
@@ -53,3 +54,11 @@ def state_args(state: ReminderState) -> tuple[Any, ...]:
         state.wanted_send,
         state.reason,
     )
+
+
+def with_state_written(statement: str, params: int) -> str:
+    """`statement` (a WITH query of `params` parameters) that also writes a state, as UPSERT_STATE does, in
+    the same round trip; the state's arguments follow the statement's own. A data-modifying WITH runs even
+    when nothing reads it; the statement's own reads see the table as it was before it."""
+    upsert = re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + params}", UPSERT_STATE)
+    return f"WITH mirrored AS ({upsert} RETURNING 1), {statement.strip().removeprefix('WITH ')}"

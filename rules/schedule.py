@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers.timezone import time_zones_for_number
 
+from workflows.models import Purpose, SendRequest, SendResult
 from workflows.models import notify_times as base_notify_times
 
 USER_DT_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -86,3 +88,23 @@ def notify_times(
     if quiet is None:
         return times
     return sorted({quiet.adjust(t, appointment, zone) for t in times})
+
+
+def quiet_hold(quiet: QuietHours | None, request: SendRequest) -> SendResult | None:
+    """Quiet hours checked again as a reminder goes out (it may be late: an outage, a retry); they cover
+    reminders, not answers to a contact's own texts. None: it may go now."""
+    if quiet is None or request.purpose != Purpose.REMINDER or request.appointment is None:
+        return None
+    zone = reminder_zone(
+        request.timezone, request.appointment, request.appt_user_dt or "", request.contact_number
+    )
+    now = datetime.now(UTC)
+    moved = quiet.adjust(now, request.appointment, zone)
+    if moved == now:
+        return None
+    logging.getLogger("reminders.activities").info(
+        "%s: quiet hours where the contact is, until %s", request.key, moved.isoformat()
+    )
+    if moved > now:
+        return SendResult(delivered_to_provider=False, quiet_until=moved)
+    return SendResult(delivered_to_provider=False, quiet_past_appointment=True)

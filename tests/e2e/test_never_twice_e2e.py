@@ -4,6 +4,7 @@ after the provider took the text, a 500 after it took it, receipts, retried webh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from devstack.fakes import FakeProvider
 from devstack.harness import Stack, flowroute_env, new_number, running_stack, twilio_env, wait_until
 from tests.e2e.test_reminders_e2e import create_due_now, get
 from tests.e2e.test_replies_e2e import flowroute_inbound, sent_reminder
+from workflows.models import ReminderInput, Status, initial_state
 
 pytestmark = pytest.mark.e2e
 
@@ -244,3 +246,65 @@ def test_twilio_status_callback_needs_its_signature(twilio: Stack):
             "/webhooks/twilio/status", data={"MessageSid": "SM1", "MessageStatus": "delivered"}
         )
     assert response.status_code == 403
+
+
+def test_an_answer_claims_its_text_and_writes_the_reminders_state_in_one_statement(flowroute: Stack):
+    """An answer's claim carries the reminder's state: written with the claim, only over an older state, and
+    written even when the fence refuses the text (the number opted out)."""
+    reminder_id = f"fold-{uuid.uuid4().hex}"
+    number = new_number()
+    at = datetime.now(UTC) + timedelta(hours=2)
+    state = initial_state(
+        ReminderInput(
+            reminder_id=reminder_id,
+            contact_number=number,
+            appointment=at,
+            appt_user_dt=at.strftime("%Y-%m-%d %H:%M:%S"),
+            notify_windows=[1],
+        )
+    )
+
+    async def run() -> tuple[list[tuple[bool, str, int]], list[Claim]]:
+        pool = await asyncpg.create_pool(flowroute.run_info()["database_url"], min_size=1, max_size=2)
+        store = Store(pool)
+
+        async def claim(key: str, seq: int, status: Status) -> Claim:
+            mirror = dataclasses.replace(
+                state, seq=seq, status=status, will_attend=status == Status.CONFIRMED
+            )
+            return await store.claim_send(
+                key=f"{reminder_id}:{key}",
+                reminder_id=reminder_id,
+                contact_number=number,
+                purpose="confirmation",
+                body="Thanks",
+                provider="flowroute",
+                sender="18005550100",
+                attempt=f"{key}/1",
+                check_opt_out=True,
+                armed=False,
+                mirror=mirror,
+            )
+
+        async def row() -> tuple[bool, str, int]:
+            got = await pool.fetchrow("SELECT status, seq FROM reminders WHERE reminder_id = $1", reminder_id)
+            return got is not None, got["status"] if got else "", got["seq"] if got else -1
+
+        try:
+            rows, claims = [], []
+            claims.append(await claim("answer:1", 3, Status.CONFIRMED))
+            rows.append(await row())
+            # An older state loses to the newer one already there; its claim is still made.
+            claims.append(await claim("answer:2", 2, Status.DECLINED))
+            rows.append(await row())
+            await store.set_consent(number, True, at=datetime.now(UTC), source="keyword")
+            claims.append(await claim("answer:3", 5, Status.DECLINED))
+            rows.append(await row())
+            return rows, claims
+        finally:
+            await pool.close()
+
+    rows, claims = asyncio.run(run())
+    assert rows == [(True, "confirmed", 3), (True, "confirmed", 3), (True, "declined", 5)]
+    assert [c.claimed for c in claims] == [True, True, False]
+    assert claims[2].opted_out

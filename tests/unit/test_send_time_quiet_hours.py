@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from activities.reminders import ReminderActivities
-from activities.texts import texts_from_settings
-from rules.schedule import QuietHours
-from settings import Settings
-from workflows.models import Purpose, SendRequest
+from rules.schedule import QuietHours, quiet_hold
+from workflows.models import Purpose, SendRequest, SendResult
 
 
-def activities(window: str) -> ReminderActivities:
-    texts = texts_from_settings(Settings(_env_file=None))
-    none: Any = None
-    return ReminderActivities(none, none, texts, quiet=QuietHours.parse(window))
+def held(window: str, request: SendRequest) -> SendResult | None:
+    return quiet_hold(QuietHours.parse(window), request)
 
 
 def request(appointment_in: timedelta, purpose: Purpose = Purpose.REMINDER) -> SendRequest:
@@ -38,18 +32,17 @@ def around_now(before: int, after: int) -> str:
 
 
 def test_inside_quiet_hours_the_reminder_waits_for_their_end():
-    result = activities(around_now(30, 30)).quiet_hours(request(timedelta(hours=3)))
+    result = held(around_now(30, 30), request(timedelta(hours=3)))
     assert result is not None and result.quiet_until is not None
     assert timedelta(minutes=28) < result.quiet_until - datetime.now(UTC) <= timedelta(minutes=31)
 
 
 def test_quiet_hours_past_the_appointment_mean_not_sent():
-    result = activities(around_now(30, 120)).quiet_hours(request(timedelta(hours=1)))
+    result = held(around_now(30, 120), request(timedelta(hours=1)))
     assert result is not None and result.quiet_past_appointment and result.quiet_until is None
 
 
 def test_outside_quiet_hours_and_for_answers_nothing_holds_it():
-    assert activities(around_now(-60, 120)).quiet_hours(request(timedelta(hours=3))) is None
-    inside = activities(around_now(30, 30))
-    assert inside.quiet_hours(request(timedelta(hours=3), Purpose.CONFIRMATION)) is None
-    assert activities("off").quiet_hours(request(timedelta(hours=3))) is None
+    assert held(around_now(-60, 120), request(timedelta(hours=3))) is None
+    assert held(around_now(30, 30), request(timedelta(hours=3), Purpose.CONFIRMATION)) is None
+    assert held("off", request(timedelta(hours=3))) is None
