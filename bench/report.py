@@ -475,7 +475,7 @@ def _backlog_rows(r: dict[str, Any]) -> list[Row]:
         ),
         Row(
             "backlog",
-            "PSS all processes (raw Temporal with as many sleeping)",
+            "PSS all processes (raw Temporal with as many sleeping, deferred)",
             f"{pss / MB:.0f} MB"
             + (f" ({raw_pss / MB:.0f} MB: {pss / raw_pss:.2f}x)" if raw_pss else " (raw n/a)"),
             "< 1 GB or <= 1.2x raw",

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ def usage(pid: int) -> dict[str, Any]:
     }
 
 
+# How far off the raw backlog's workflows start: days, like the reminders the service's backlog holds.
+RAW_BACKLOG_DELAY = timedelta(days=2)
+
+
 async def raw_memory(
     workdir: Path,
     count: int,
@@ -78,7 +83,7 @@ async def raw_memory(
     deadline: float,
     settle_s: float,
 ) -> dict[str, Any]:
-    """`count` sleeping minimal workflows on a Temporal dev server of their own, held by a minimal worker
+    """`count` sleeping minimal workflows (started deferred) on a Temporal dev server of their own, held by a minimal worker
     process with the service worker's cache, pollers and runner, the server with the service's server cache:
     the memory of each process, as the service's backlog is measured."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -114,9 +119,14 @@ async def raw_memory(
         done = 0
 
         async def start(i: int) -> bool:
-            # `done` is the count started in the stages before this one.
+            # `done` is the count started in the stages before this one. Deferred, as the service starts a
+            # reminder made days ahead: until then each is a start event and a timer on the server.
             await client.start_workflow(
-                "BenchSleep", 7 * 86400.0, id=f"bench-mem-{done + i}", task_queue=queue
+                "BenchSleep",
+                60.0,
+                id=f"bench-mem-{done + i}",
+                task_queue=queue,
+                start_delay=RAW_BACKLOG_DELAY,
             )
             return True
 
