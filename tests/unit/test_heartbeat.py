@@ -33,6 +33,8 @@ async def test_a_send_done_quickly_sends_no_heartbeat():
 
 async def test_a_send_that_waits_heartbeats_every_interval(monkeypatch):
     monkeypatch.setattr(activities.reminders, "HEARTBEAT_EVERY", 0.1)
-    at = await beats_within(0.35)
-    assert len(at) == 3
+    # Five beats are due in 0.55 s; a loaded machine may run them late, never early.
+    at = await beats_within(0.55)
+    assert 3 <= len(at) <= 5
     assert at[0] >= 0.09
+    assert all(later - earlier >= 0.09 for earlier, later in zip(at, at[1:], strict=False))
