@@ -71,7 +71,7 @@ def _count(name: str, description: str, **labels: str) -> None:
 
 async def _heartbeat_forever() -> None:
     # The first beat after a pause: a send done within it costs the server no heartbeat write (5,000 due at
-    # one instant each sent one at that instant). The heartbeat timeout leaves 15 s past the hold.
+    # one instant each sent one at that instant). The heartbeat timeout leaves SEND_HEARTBEAT past the hold.
     while True:
         await asyncio.sleep(HEARTBEAT_EVERY)
         activity.heartbeat()
