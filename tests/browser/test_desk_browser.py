@@ -104,6 +104,15 @@ def shot(page: Page, name: str, tmp_path: Path) -> None:
         page.screenshot(path=str(ROOT / "docs" / name), full_page=True)
 
 
+def open_day_of(page: Page, when: datetime) -> None:
+    """The Day link (today, where the desk is), then on to the appointment's own day: one made 30 minutes
+    ahead after 23:30 is tomorrow's."""
+    page.get_by_role("link", name="Day").click()
+    if page.get_by_label("Day", exact=True).input_value() != when.date().isoformat():
+        page.get_by_role("link", name="Next →").click()
+    expect(page.get_by_label("Day", exact=True)).to_have_value(when.date().isoformat())
+
+
 def sign_in(page: Page, stack: Stack) -> None:
     page.goto(f"{stack.url}/app")
     expect(page).to_have_url(re.compile(r"/app/login\?next="))
@@ -180,7 +189,7 @@ def test_a_day_at_the_front_desk(page: Page, stack: Stack, fake: FakeProvider, t
     expect(messages.locator(".msg.outbound").last).to_contain_text("resend")
 
     # The day view: the appointment, colour-coded and counted, and found by its number.
-    page.get_by_role("link", name="Day").click()
+    open_day_of(page, soon)
     row = page.locator(f"tr[data-reminder='{reminder_id}']")
     expect(row.locator(".status")).to_have_text("confirmed")
     expect(page.locator(".rate")).to_contain_text("confirmed of 1 sent")
@@ -261,12 +270,12 @@ def test_an_open_page_survives_a_restart_of_the_stack(page: Page, stack: Stack, 
     sign_in(page, stack)
     number = new_number()
     with stack.client(headers={"Authorization": f"Bearer {KEY}"}) as http:
-        soon = (datetime.now(NEW_YORK) + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M")
+        soon = datetime.now(NEW_YORK) + timedelta(minutes=30)
         made = http.post(
             "/reminder",
             json={
                 "contact_number": number,
-                "appointment_time": soon,
+                "appointment_time": soon.strftime("%Y-%m-%dT%H:%M"),
                 "timezone": "America/New_York",
                 "notify_window": 1,
             },
@@ -286,7 +295,7 @@ def test_an_open_page_survives_a_restart_of_the_stack(page: Page, stack: Stack, 
     expect(page.locator("#reminder-status")).to_have_text("confirmed")
     page.reload()
     expect(page.locator("h1")).to_contain_text("Appointment")
-    page.get_by_role("link", name="Day").click()
+    open_day_of(page, soon)
     expect(page.locator(f"tr[data-reminder='{reminder_id}'] .status")).to_have_text("confirmed")
     wait_until(lambda: len(fake.to(number)) == 2, what="the confirmation")
 
