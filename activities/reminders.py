@@ -147,7 +147,10 @@ class ReminderActivities:
             sent_as = await self._store.sent_as(request.key) if activity.info().attempt > 1 else None
             if sent_as is None:
                 if before is not None:
-                    await self._store.upsert_state(before)
+                    held = before
+                    await waiting_for_postgres(
+                        f"{request.key}: mirror", lambda: self._store.upsert_state(held)
+                    )
                 return quiet
         text = self._texts.render(
             request.purpose,
