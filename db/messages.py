@@ -75,7 +75,7 @@ FROM gate LEFT JOIN prior ON true
 # The fence with the reminder's state written in the same round trip: an answer to a reply records
 # "answered" as it claims its text. Not for an armed send: its fence reads the row's wanted_send, which the
 # statement's own write would not yet show it.
-_CLAIM_SEND_MIRRORED = with_state_written(_CLAIM_SEND, 15)
+_CLAIM_SEND_MIRRORED = with_state_written(_CLAIM_SEND)
 
 
 # The texts whose delivery a reminder shows: its reminder text and a deliberate resend of it.

@@ -56,9 +56,10 @@ def state_args(state: ReminderState) -> tuple[Any, ...]:
     )
 
 
-def with_state_written(statement: str, params: int) -> str:
-    """`statement` (a WITH query of `params` parameters) that also writes a state, as UPSERT_STATE does, in
-    the same round trip; the state's arguments follow the statement's own. A data-modifying WITH runs even
-    when nothing reads it; the statement's own reads see the table as it was before it."""
+def with_state_written(statement: str) -> str:
+    """`statement` (a WITH query) that also writes a state, as UPSERT_STATE does, in the same round trip;
+    the state's arguments follow the statement's own. A data-modifying WITH runs even when nothing reads
+    it; the statement's own reads see the table as it was before it."""
+    params = max(int(n) for n in re.findall(r"\$(\d+)", statement))
     upsert = re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + params}", UPSERT_STATE)
     return f"WITH mirrored AS ({upsert} RETURNING 1), {statement.strip().removeprefix('WITH ')}"
