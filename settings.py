@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     org_timezone: str = "UTC"
     """The clinic's zone: dates in reports, the list's day filter and the front desk."""
     reconcile_interval: float = 300.0
+    """Seconds between the worker's passes comparing the PostgreSQL mirror with Temporal, each over the
+    reminders that can have changed since the pass before (0 turns them off)."""
+    reconcile_full_interval: float = 86400.0
+    """Seconds between passes over every reminder, sleeping ones included (the worker's first pass is one)."""
     worker_workflow_pollers: int = 25
     worker_workflow_task_slots: int = 100
     """Workflow tasks the worker runs at once, each on a thread of its own: every one of them contends for

@@ -117,7 +117,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
             background = [asyncio.create_task(events.run(stop)), asyncio.create_task(trim_forever(stop))]
             if settings.reconcile_interval > 0:
                 background.append(
-                    asyncio.create_task(reconcile_forever(client, store, settings.reconcile_interval, stop))
+                    asyncio.create_task(
+                        reconcile_forever(
+                            client,
+                            store,
+                            settings.reconcile_interval,
+                            stop,
+                            settings.reconcile_full_interval,
+                        )
+                    )
                 )
             await stop.wait()
             log.info("worker shutting down")

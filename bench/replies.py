@@ -25,7 +25,7 @@ from bench.phases import (
 )
 from bench.raw import RawReply
 from bench.stats import summary
-from bench.system import machine_counters, usage_snapshot
+from bench.system import cpu_seconds, cpu_spent
 
 # Raw first and last: the server slows as a phase's open workflows pile up (a second round of the same raw
 # replies on one server ran at 106/s after 132/s), so neither side gets only the fresher server.
@@ -55,22 +55,6 @@ class Turn:
         """The last answer; cut short, the end of the wait: the rate is then a lower bound, not a rate over
         the lucky ones."""
         return max(self.answers) if self.complete and self.answers else min(time.time(), self.until)
-
-
-def cpu_now(ctx: Ctx) -> dict[str, float]:
-    """CPU seconds so far of each part of the stack, of the bench's process and of the machine."""
-    if ctx.stack.proc is None:
-        return {}
-    try:
-        parts = usage_snapshot(ctx.stack.proc.pid, ctx.stack.run_info(), ctx.stack.data_dir)
-    except (OSError, ValueError, KeyError):
-        return {}
-    out = {name: float(part["cpu_s"]) for name, part in parts.items() if name != "total"}
-    return {**out, "bench": time.process_time(), "machine": machine_counters()["busy_cpu_s"]}
-
-
-def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {k: max(after[k] - before[k], 0.0) for k in after if k in before}
 
 
 def pooled_turns(turns: list[Turn]) -> dict[str, Any]:
@@ -114,7 +98,7 @@ async def _raw_replies_start(ctx: Ctx, count: int) -> list[str]:
 async def _raw_turn(ctx: Ctx, ids: list[str]) -> Turn:
     """Raw Temporal's reply: a signal from the client to a waiting workflow, which upserts one search
     attribute and answers with a local activity; counted, like the service's, to the last answer."""
-    first, before = time.time(), cpu_now(ctx)
+    first, before = time.time(), cpu_seconds(ctx.stack)
 
     async def signal(i: int) -> bool:
         await ctx.temporal.get_workflow_handle(ids[i]).signal(RawReply.reply, "Yes")
@@ -126,7 +110,7 @@ async def _raw_turn(ctx: Ctx, ids: list[str]) -> Turn:
     while time.time() < until and not wanted <= ctx.recorder.answers.keys():  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     answers = [ctx.recorder.answers[k] for k in wanted if k in ctx.recorder.answers]
-    return Turn(first, signals, answers, len(ids), _spent(before, cpu_now(ctx)), until)
+    return Turn(first, signals, answers, len(ids), cpu_spent(before, cpu_seconds(ctx.stack)), until)
 
 
 async def _service_turn(ctx: Ctx, repliers: list[str], tag: str) -> Turn:
@@ -146,14 +130,16 @@ async def _service_turn(ctx: Ctx, repliers: list[str], tag: str) -> Turn:
         return str(response.json().get("message"))
 
     await warm_up(ctx)
-    first, before = time.time(), cpu_now(ctx)
+    first, before = time.time(), cpu_seconds(ctx.stack)
     webhooks = await run_batch(len(repliers), ctx.concurrency, reply, ctx.by(ctx.limits.creates_s))
     routed = [c for c, o in zip(repliers, webhooks.results, strict=True) if o == "routed"]
     until = ctx.by(ctx.limits.replies_s)
     confirmed = await ctx.arrivals.wait(routed, until, match=lambda t: "confirmed" in t)
     answers = list(confirmed.values())
     outcomes = Counter(str(o) for o in webhooks.results[: webhooks.attempted])
-    return Turn(first, webhooks, answers, len(repliers), _spent(before, cpu_now(ctx)), until, outcomes)
+    return Turn(
+        first, webhooks, answers, len(repliers), cpu_spent(before, cpu_seconds(ctx.stack)), until, outcomes
+    )
 
 
 async def _ids_with_status(ctx: Ctx, status: str) -> set[str]:

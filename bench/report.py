@@ -531,7 +531,28 @@ def _backlog_rows(r: dict[str, Any]) -> list[Row]:
             "p99 < 50 ms",
             bool(listing.get("n")) and listing["p99"] < 50,
         ),
+        *_reconcile_rows(r.get("reconcile")),
     ]
+
+
+def _reconcile_rows(passes: dict[str, Any] | None) -> list[Row]:
+    if not passes:
+        return []
+    if "error" in passes:
+        return [Row("backlog", "reconcile passes", passes["error"][:100])]
+    rows = []
+    for name in ("every_reminder", "periodic", "periodic_nothing_new"):
+        if p := passes.get(name):
+            cpu = p["cpu_s"]
+            rows.append(
+                Row(
+                    "backlog",
+                    f"reconcile pass, {name.replace('_', ' ')}",
+                    f"{p['seconds']:.1f} s, {p['checked']} workflows listed, {p['orphans_checked']} rows"
+                    f" described; CPU-s server {cpu.get('temporal', 0):.1f}, bench {cpu.get('bench', 0):.1f}",
+                )
+            )
+    return rows
 
 
 def _stage_rows(r: dict[str, Any]) -> list[Row]:

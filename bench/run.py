@@ -29,9 +29,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench import httpclient, phases, replies
+from bench.mirror import reconcile_passes
 from bench.raw import Recorder, raw_worker
 from bench.report import Report
-from bench.system import load_average, machine, machine_counters, usage_snapshot
+from bench.system import cpu_spent, load_average, machine, machine_counters, stack_usage
 from bench.workers import extra_worker, raw_memory, usage
 from devstack.embedded import EmbeddedPostgres
 from devstack.harness import FakeProvider, Stack
@@ -105,6 +106,8 @@ SETTINGS_SHOWN = (
     "worker_db_pool_size",
     "api_db_pool_size",
     "temporal_sqlite_synchronous",
+    "reconcile_interval",
+    "reconcile_full_interval",
     "temporal_dev_cache_size",
     "temporal_namespace",
     "task_queue",
@@ -300,24 +303,14 @@ def with_stack(
 
 
 def memory_of(stack: Stack) -> dict[str, Any]:
-    """The stack's memory and CPU so far; empty when it cannot be read (run.json is rewritten whenever
-    the launcher restarts a part), which costs a figure, not the run."""
-    if stack.proc is None:
-        return {}
-    try:
-        return usage_snapshot(stack.proc.pid, stack.run_info(), stack.data_dir)
-    except (OSError, ValueError, KeyError) as err:
-        say(f"could not read the stack's processes: {err!r}")
-        return {}
+    """The stack's memory and CPU so far (`stack_usage`), saying so when it cannot be read."""
+    return stack_usage(stack, say)
 
 
 def cpu_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
-    """CPU seconds each part spent in between; a part started again in between counts from zero."""
-    return {
-        name: round(max(after[name]["cpu_s"] - before[name]["cpu_s"], 0.0), 2)
-        for name in after
-        if name in before
-    }
+    """CPU seconds each part spent in between (`cpu_spent`), to the hundredth."""
+    spent = cpu_spent({k: v["cpu_s"] for k, v in before.items()}, {k: v["cpu_s"] for k, v in after.items()})
+    return {name: round(seconds, 2) for name, seconds in spent.items()}
 
 
 def phase_end(name: str, args: argparse.Namespace) -> float:
@@ -485,6 +478,11 @@ def main_session(
                     raw_side(),
                 )
                 result["fill_both_s"] = round(time.monotonic() - t0, 1)
+                try:
+                    result["reconcile"] = await reconcile_passes(ctx, float(effective["reconcile_interval"]))
+                except Exception as err:  # noqa: BLE001 - the backlog's figures stand without it
+                    say(f"reconcile passes failed:\n{traceback.format_exc()}")
+                    result["reconcile"] = {"error": f"{type(err).__name__}: {err}"}
                 if "error" in raw:
                     result["raw_error"] = raw["error"]
                 else:

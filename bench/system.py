@@ -6,10 +6,13 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from devstack.embedded import temporal_binary
+from devstack.harness import Stack
 
 try:
     import psutil
@@ -171,6 +174,33 @@ def usage_snapshot(launcher_pid: int, run_info: dict[str, Any], data_dir: Path) 
     total["cpu_s"] = round(total["cpu_s"], 2)
     out["total"] = total
     return out
+
+
+def stack_usage(stack: Stack, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """`usage_snapshot` of a running stack; empty when it cannot be read (run.json is rewritten whenever the
+    launcher restarts a part), which costs a figure, not the run."""
+    if stack.proc is None:
+        return {}
+    try:
+        return usage_snapshot(stack.proc.pid, stack.run_info(), stack.data_dir)
+    except (OSError, ValueError, KeyError) as err:
+        if say is not None:
+            say(f"could not read the stack's processes: {err!r}")
+        return {}
+
+
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each part of the stack, of the bench's own process and of the machine; empty
+    when the stack's cannot be read."""
+    parts = {name: float(part["cpu_s"]) for name, part in stack_usage(stack).items() if name != "total"}
+    if not parts:
+        return {}
+    return {**parts, "bench": time.process_time(), "machine": machine_counters()["busy_cpu_s"]}
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each part spent in between; a part started again in between counts from zero."""
+    return {k: max(after[k] - before[k], 0.0) for k in after if k in before}
 
 
 def disk_usage(path: Path) -> dict[str, int]:

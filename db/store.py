@@ -197,17 +197,19 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows):
             status,
         )
 
-    async def unstarted_rows(self, older_than: timedelta) -> set[str]:
-        """Rows the API wrote that no workflow has written since (every sleeping reminder's): read through
-        a cursor straight into the set, so a 100,000-row backlog costs the worker the ids, not a list of
-        records as well, whose memory it would keep after."""
+    async def unstarted_rows(self, older_than: timedelta, created_after: datetime | None = None) -> set[str]:
+        """Rows the API wrote that no workflow has written since (every sleeping reminder's), made before
+        `older_than` ago and, if given, after `created_after`: read through a cursor straight into the set,
+        so a 100,000-row backlog costs the worker the ids, not a list of records as well, whose memory it
+        would keep after."""
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             return {
                 row[0]
                 async for row in conn.cursor(
                     "SELECT reminder_id FROM reminders WHERE seq = 0 AND deleted_at IS NULL"
-                    " AND created_at < now() - $1::interval",
+                    " AND created_at < now() - $1::interval AND ($2::timestamptz IS NULL OR created_at > $2)",
                     older_than,
+                    created_after,
                     prefetch=UNSTARTED_PREFETCH,
                 )
             }

@@ -1,15 +1,22 @@
 """Brings the PostgreSQL mirror back in line with Temporal, the source of truth.
 
-`python -m stack.reconcile` runs it once; the worker runs it every RECONCILE_INTERVAL seconds. Workflows
-write their own rows, with a sequence number so an old write never wins; this repairs what those writes
-cannot: a row lost with a restored database, a workflow an operator terminated, a row left by an API that
-died between writing it and starting the workflow.
+`python -m stack.reconcile` runs it once over every reminder; the worker runs it every RECONCILE_INTERVAL
+seconds over what can have changed since its last pass, and over every reminder each
+RECONCILE_FULL_INTERVAL. Workflows write their own rows, with a sequence number so an old write never wins;
+this repairs what those writes cannot: a row lost with a restored database, a workflow an operator
+terminated, a row left by an API that died between writing it and starting the workflow.
+
+A sleeping reminder (status scheduled, started before the last pass) changes nothing until its send is
+armed, so the periodic pass leaves it out: its cost follows the reminders sent, answered, created and
+closed since the last pass, not the reminders waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +37,10 @@ log = logging.getLogger("reminders.reconcile")
 # flight is never mistaken for one.
 ORPHAN_AGE = timedelta(minutes=5)
 QUERY_TIMEOUT = timedelta(seconds=10)
+# A periodic pass reaches this far before the one before it began: the worker's clock against PostgreSQL's
+# and the server's, and a row written while the last pass was reading.
+OVERLAP = timedelta(minutes=1)
+WORKFLOW_TYPE = "WorkflowType = 'ReminderWorkflow'"
 
 
 @dataclass
@@ -62,14 +73,42 @@ async def _state_of(client: Client, reminder_id: str, running: bool) -> Reminder
 BATCH = 500
 
 
-async def reconcile(client: Client, store: Store, *, closed_since: timedelta = timedelta(days=2)) -> Report:
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def listing(now: datetime, changed_since: datetime | None, closed_since: timedelta) -> str:
+    """The workflows a pass compares with their rows. Every open one, and those closed within
+    `closed_since`; or only those that can have moved since `changed_since`: started or closed since, or
+    past scheduled (sent, answered). One rescheduled back to scheduled is left to the full pass with the
+    sleeping ones: its workflow writes its own row, so only a restored database can leave that row behind."""
+    if changed_since is None:
+        return (
+            f"{WORKFLOW_TYPE} AND (ExecutionStatus = 'Running' OR CloseTime > '{_iso(now - closed_since)}')"
+        )
+    since = _iso(changed_since)
+    return (
+        f"{WORKFLOW_TYPE} AND (CloseTime > '{since}' OR (ExecutionStatus = 'Running'"
+        f" AND (ReminderStatus != 'scheduled' OR StartTime > '{since}')))"
+    )
+
+
+async def reconcile(
+    client: Client,
+    store: Store,
+    *,
+    changed_since: datetime | None = None,
+    closed_since: timedelta = timedelta(days=2),
+) -> Report:
+    """Every reminder (`changed_since` None), or those that can have changed since then (see `listing`)."""
     report = Report()
-    since = (datetime.now(UTC) - closed_since).strftime("%Y-%m-%dT%H:%M:%SZ")
-    query = f"WorkflowType = 'ReminderWorkflow' AND (ExecutionStatus = 'Running' OR CloseTime > '{since}')"
+    query = listing(datetime.now(UTC), changed_since, closed_since)
     # A sleeping reminder's row keeps seq 0 until its workflow first writes it, days later: a row is an
     # orphan candidate only when the listing does not show its workflow. Read before the listing, so every
-    # candidate is already ORPHAN_AGE old when it starts; each left over costs the server one describe.
-    candidates = await store.unstarted_rows(older_than=ORPHAN_AGE)
+    # candidate is already ORPHAN_AGE old when it starts; each left over costs the server one describe. A
+    # periodic pass takes only rows made since `changed_since`, whose workflows (started after their rows)
+    # its listing shows by their start time.
+    candidates = await store.unstarted_rows(older_than=ORPHAN_AGE, created_after=changed_since)
     batch: list[WorkflowExecution] = []
     async for execution in client.list_workflows(query, page_size=BATCH):
         batch.append(execution)
@@ -120,19 +159,37 @@ async def _reconcile_batch(
             report.repaired += 1
 
 
-async def reconcile_forever(client: Client, store: Store, interval: float, stop: asyncio.Event) -> None:
+async def reconcile_forever(
+    client: Client, store: Store, interval: float, stop: asyncio.Event, full_interval: float = 86400.0
+) -> None:
+    """Every `interval` seconds a pass over what changed since the last good one began; the first pass,
+    and one each `full_interval`, over every reminder."""
+    last_start: datetime | None = None
+    last_full = -math.inf
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
             return
         except TimeoutError:
             pass
+        started = datetime.now(UTC)
+        due_full = last_start is None or time.monotonic() - last_full >= full_interval
+        changed_since = None if due_full or last_start is None else last_start - ORPHAN_AGE - OVERLAP
+        full = changed_since is None
         try:
-            report = await reconcile(client, store)
-            if report.repaired or report.orphans_removed:
-                log.info("mirror reconciled: %s", report)
+            report = await reconcile(client, store, changed_since=changed_since)
         except Exception:  # noqa: BLE001 - try again next round; the reminders themselves are unaffected
             log.exception("reconcile round failed")
+            continue
+        last_start = started
+        if full:
+            last_full = time.monotonic()
+        log.log(
+            logging.INFO if report.repaired or report.orphans_removed else logging.DEBUG,
+            "mirror reconciled (%s): %s",
+            "every reminder" if full else f"changed since {_iso(changed_since or started)}",
+            report,
+        )
 
 
 async def _main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -12,7 +13,7 @@ from db.store import Store
 from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from settings import Settings
 from stack.clients import connect_temporal
-from stack.reconcile import reconcile
+from stack.reconcile import Report, listing, reconcile
 from tests.e2e.test_operators_e2e import list_ids
 from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
 from tests.e2e.test_replies_e2e import sent_reminder
@@ -20,7 +21,7 @@ from tests.e2e.test_replies_e2e import sent_reminder
 pytestmark = pytest.mark.e2e
 
 
-def run_reconcile(stack: Stack, damage: str, *args) -> tuple:
+def run_reconcile(stack: Stack, damage: str, *args, changed_since: datetime | None = None) -> Report:
     info = stack.run_info()
 
     async def go():
@@ -28,7 +29,7 @@ def run_reconcile(stack: Stack, damage: str, *args) -> tuple:
         pool = await asyncpg.create_pool(info["database_url"], min_size=1, max_size=2)
         try:
             await pool.execute(damage, *args)
-            return await reconcile(client, Store(pool))
+            return await reconcile(client, Store(pool), changed_since=changed_since)
         finally:
             await pool.close()
 
@@ -88,3 +89,54 @@ def test_a_row_without_a_workflow_is_removed_and_a_sleeping_one_is_not_looked_up
     with stack.client() as http:
         assert http.get(f"/reminder/{orphan}").status_code == 404
     assert get(stack, sleeping)["status"] == "scheduled"
+
+
+def test_a_periodic_pass_lists_what_moved_and_leaves_sleeping_reminders_out(stack: Stack, fake: FakeProvider):
+    """The server's own filter, on its own visibility store: a reminder sleeping since before the pass's
+    window is left to the full pass; one sent, or started within the window, is compared."""
+    number = new_number()
+    before = datetime.now(UTC) - timedelta(seconds=2)
+    sleeping = create(
+        stack, contact_number=number, appointment_time=iso(appointment_in(timedelta(days=2))), notify_window=1
+    )
+    sent = sent_reminder(stack, fake, number)
+    wait_until(
+        lambda: len(list_ids(stack, f"ContactNumber = '{number}' AND ReminderStatus = 'awaiting_reply'")) == 1,
+        what="the sent reminder's search attribute",
+    )
+    time.sleep(1.5)  # the listing compares times to the second
+    after = datetime.now(UTC)
+    mine = {f"reminder-{sleeping}", f"reminder-{sent}"}
+
+    def listed(changed_since: datetime | None) -> set[str]:
+        now = datetime.now(UTC)
+        query = listing(now, changed_since, timedelta(days=2))
+        return set(list_ids(stack, f"ContactNumber = '{number}' AND {query}")) & mine
+
+    assert listed(None) == mine
+    assert listed(before) == mine
+    assert listed(after) == {f"reminder-{sent}"}
+
+
+def test_a_periodic_pass_looks_up_only_rows_made_since(stack: Stack):
+    """An orphan row older than the pass's window waits for the full pass; one within it goes at once."""
+    recent, old = "e" * 32, "d" * 32
+    columns = "'12223334444', $3, '2030-01-01 10:00:00', ARRAY[$3]::timestamptz[], 'scheduled', 0"
+    report = run_reconcile(
+        stack,
+        "INSERT INTO reminders (reminder_id, contact_number, appointment, appt_user_dt, notify_times, status,"
+        f" seq, created_at) VALUES ($1, {columns}, now() - interval '10 minutes'),"
+        f" ($2, {columns}, now() - interval '3 hours')",
+        recent,
+        old,
+        datetime.now(UTC) + timedelta(days=1),
+        changed_since=datetime.now(UTC) - timedelta(hours=1),
+    )
+    assert (report.orphans_removed, report.orphans_checked) == (1, 1)
+    with stack.client() as http:
+        assert http.get(f"/reminder/{recent}").status_code == 404
+        assert http.get(f"/reminder/{old}").status_code == 200
+    report = run_reconcile(stack, "SELECT 1")
+    assert report.orphans_removed >= 1
+    with stack.client() as http:
+        assert http.get(f"/reminder/{old}").status_code == 404

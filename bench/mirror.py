@@ -1,0 +1,49 @@
+"""The mirror's repair walk timed with the backlog in place: the pass over every reminder (the worker's
+first, then one each RECONCILE_FULL_INTERVAL) beside the periodic one, whose cost should follow what
+changed since the pass before and not the reminders waiting."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from bench.phases import Ctx
+from bench.system import cpu_seconds, cpu_spent
+from db.store import Store
+from stack.reconcile import ORPHAN_AGE, OVERLAP, reconcile
+
+
+def periodic_since(interval_s: float) -> datetime:
+    """Where the worker's periodic pass reaches back to, the pass before having begun `interval_s` ago."""
+    return datetime.now(UTC) - timedelta(seconds=interval_s) - ORPHAN_AGE - OVERLAP
+
+
+async def reconcile_passes(ctx: Ctx, interval_s: float) -> dict[str, Any]:
+    """Three passes: over every reminder; a periodic one as the worker makes it `interval_s` after one
+    before (the creates within its window are in it); and one with nothing created since."""
+    pool = await asyncpg.create_pool(ctx.stack.run_info()["database_url"], min_size=1, max_size=2)
+    out: dict[str, Any] = {"interval_s": interval_s}
+    try:
+        for name, since in (
+            ("every_reminder", None),
+            ("periodic", periodic_since(interval_s)),
+            ("periodic_nothing_new", datetime.now(UTC)),
+        ):
+            ctx.say(f"backlog: reconcile pass, {name.replace('_', ' ')}")
+            before, t0 = cpu_seconds(ctx.stack), time.perf_counter()
+            report = await reconcile(ctx.temporal, Store(pool), changed_since=since)
+            seconds = time.perf_counter() - t0
+            spent = cpu_spent(before, cpu_seconds(ctx.stack))
+            out[name] = {
+                "seconds": round(seconds, 2),
+                "checked": report.checked,
+                "repaired": report.repaired,
+                "orphans_checked": report.orphans_checked,
+                "cpu_s": {k: round(v, 2) for k, v in spent.items()},
+            }
+    finally:
+        await pool.close()
+    return out
