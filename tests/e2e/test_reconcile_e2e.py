@@ -101,7 +101,9 @@ def test_a_periodic_pass_lists_what_moved_and_leaves_sleeping_reminders_out(stac
     )
     sent = sent_reminder(stack, fake, number)
     wait_until(
-        lambda: len(list_ids(stack, f"ContactNumber = '{number}' AND ReminderStatus = 'awaiting_reply'")) == 1,
+        lambda: (
+            len(list_ids(stack, f"ContactNumber = '{number}' AND ReminderStatus = 'awaiting_reply'")) == 1
+        ),
         what="the sent reminder's search attribute",
     )
     time.sleep(1.5)  # the listing compares times to the second
