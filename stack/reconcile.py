@@ -19,15 +19,23 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from db.store import Store, create_pool
 from settings import get_settings
 from stack.clients import connect_temporal
 from stack.logs import setup_logging
-from workflows.models import WORKFLOW_ID_PREFIX, ReminderState, Status, workflow_id
+from workflows.models import (
+    WORKFLOW_ID_PREFIX,
+    ReminderInput,
+    ReminderState,
+    Status,
+    initial_state,
+    workflow_id,
+)
 from workflows.reminder import ReminderWorkflow
 from workflows.search import REMINDER_STATUS
 
@@ -61,12 +69,30 @@ async def _state_of(client: Client, reminder_id: str, running: bool) -> Reminder
     handle = client.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
         if running:
-            # A reminder whose start is deferred has run no task to answer with: bounded, not waited out.
+            unstarted = await _input_if_unstarted(client, handle)
+            if unstarted is not None:
+                return initial_state(unstarted)
             return await handle.query(ReminderWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
         return await handle.result()
     except Exception as err:  # noqa: BLE001 - a reminder that cannot be read is reported, not fatal
         log.info("cannot read reminder %s: %s", reminder_id, err)
         return None
+
+
+async def _input_if_unstarted(client: Client, handle: WorkflowHandle[Any, Any]) -> ReminderInput | None:
+    """The input of a reminder whose start is deferred: it has run no task, so no query would answer (each
+    would wait out its timeout), and its state is still the one its input makes. Such a history holds one
+    event, its start; one page of two events tells."""
+    events = []
+    async for event in handle.fetch_history_events(page_size=2):
+        events.append(event)
+        if len(events) > 1:
+            return None
+    if len(events) != 1 or not events[0].HasField("workflow_execution_started_event_attributes"):
+        return None
+    payloads = events[0].workflow_execution_started_event_attributes.input.payloads
+    (inp,) = await client.data_converter.decode(payloads, [ReminderInput])
+    return inp if isinstance(inp, ReminderInput) else None
 
 
 # Executions read from the list before their rows are looked up together, in one statement.

@@ -13,7 +13,7 @@ from db.store import Store
 from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from settings import Settings
 from stack.clients import connect_temporal
-from stack.reconcile import Report, listing, reconcile
+from stack.reconcile import QUERY_TIMEOUT, Report, listing, reconcile
 from tests.e2e.test_operators_e2e import list_ids
 from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
 from tests.e2e.test_replies_e2e import sent_reminder
@@ -64,6 +64,26 @@ def test_a_lost_row_is_written_again(stack: Stack, fake: FakeProvider):
     reminder_id = settled(stack, fake)
     run_reconcile(stack, "DELETE FROM reminders WHERE reminder_id = $1", reminder_id)
     assert get(stack, reminder_id)["status"] == "awaiting_reply"
+
+
+def test_a_sleeping_reminders_lost_row_is_written_again_from_its_input(stack: Stack):
+    """Its start is deferred, so it has run no task a query could ask: the row is rebuilt from the input in
+    its history's one event, without waiting out a query's timeout."""
+    number = new_number()
+    sleeping = create(
+        stack, contact_number=number, appointment_time=iso(appointment_in(timedelta(days=2))), notify_window=1
+    )
+    wait_until(lambda: list_ids(stack, f"ContactNumber = '{number}'"), what="the sleeping reminder listed")
+    with stack.client() as http:
+        made = http.get(f"/reminder/{sleeping}").json()
+    t0 = time.monotonic()
+    report = run_reconcile(stack, "DELETE FROM reminders WHERE reminder_id = $1", sleeping)
+    assert time.monotonic() - t0 < QUERY_TIMEOUT.total_seconds()
+    assert report.repaired >= 1
+    with stack.client() as http:
+        again = http.get(f"/reminder/{sleeping}").json()
+    # The text's segment count is the API's estimate at create, not part of the workflow's state.
+    assert {**again, "segments": None} == {**made, "segments": None}
 
 
 def test_a_row_without_a_workflow_is_removed_and_a_sleeping_one_is_not_looked_up(stack: Stack):
