@@ -1,4 +1,4 @@
-"""Who is coming: per-day counts of a range of appointments, in a time zone."""
+"""Who is coming: per-day counts of a range of appointments, in a time zone, and per-status counts of one."""
 
 from __future__ import annotations
 
@@ -44,3 +44,14 @@ class ReportRows:
         the per-row work."""
         found = await self.pool.fetch(_DAILY, midnights[0], midnights[-1], midnights)
         return {r["day"] - 1: r for r in found}
+
+    async def status_counts(self, start: datetime, end: datetime) -> dict[str, tuple[int, int]]:
+        """Appointments from `start` to `end` (exclusive) by status: how many, and how many of them were
+        sent their reminder. Counted in PostgreSQL, so a busy week is counted whole, however few are listed."""
+        found = await self.pool.fetch(
+            "SELECT status, count(*) AS n, count(*) FILTER (WHERE reminder_sent) AS sent FROM reminders"
+            " WHERE deleted_at IS NULL AND appointment >= $1 AND appointment < $2 GROUP BY status",
+            start,
+            end,
+        )
+        return {r["status"]: (r["n"], r["sent"]) for r in found}

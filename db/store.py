@@ -252,19 +252,22 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows):
         contact_number: str | None = None,
         appointment_from: datetime | None = None,
         appointment_to: datetime | None = None,
+        number_part: str | None = None,
     ) -> Page:
-        """A page of reminders by appointment; `appointment_to` is exclusive."""
+        """A page of reminders by appointment; `appointment_to` is exclusive; `number_part`: digits the
+        contact number contains."""
         where = ["deleted_at IS NULL"]
         args: list[Any] = []
         for test, value in (
-            ("appointment >=", appointment_from),
-            ("appointment <", appointment_to),
-            ("status =", status),
-            ("contact_number =", contact_number),
+            ("appointment >= {}", appointment_from),
+            ("appointment < {}", appointment_to),
+            ("status = {}", status),
+            ("contact_number = {}", contact_number),
+            ("strpos(contact_number, {}) > 0", number_part),
         ):
             if value is not None:
                 args.append(value)
-                where.append(f"{test} ${len(args)}")
+                where.append(test.format(f"${len(args)}"))
         if after is not None:
             args.extend(after)
             where.append(f"(appointment, reminder_id) > (${len(args) - 1}, ${len(args)})")

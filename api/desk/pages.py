@@ -4,7 +4,6 @@ with counts and the confirmation rate, kept fresh by the page's script polling `
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock
@@ -156,26 +155,33 @@ async def day_context(desk: Desk) -> dict[str, Any]:
     start = datetime.combine(q.first, clock(0), tzinfo=desk.zone)
     end = datetime.combine(q.first + timedelta(days=q.days), clock(0), tzinfo=desk.zone)
     store = await desk.services.store()
-    page_ = await store.list_page(limit=DAY_LIMIT, after=None, appointment_from=start, appointment_to=end)
-    rows = [r for r in page_.rows if r["deleted_at"] is None]
-    counts = Counter(r["status"] for r in rows)
-    sent = sum(1 for r in rows if r["reminder_sent"])
+    # Counted whole in PostgreSQL; the list, filtered there too, shows the first DAY_LIMIT.
+    counts = await store.status_counts(start, end)
+    page_ = await store.list_page(
+        limit=DAY_LIMIT,
+        status=q.status,
+        number_part=q.number or None,
+        appointment_from=start,
+        appointment_to=end,
+    )
+    sent = sum(n_sent for _, n_sent in counts.values())
+    confirmed = counts.get("confirmed", (0, 0))[0]
     shown = [
         {
             **reminder_view(r),
             "time": desk.local(r["appointment"], "%a %d %b %H:%M" if q.span == "week" else "%H:%M"),
         }
-        for r in rows
-        if (q.status is None or r["status"] == q.status) and q.number in r["contact_number"]
+        for r in page_.rows
     ]
     return {
         "q": q,
         "rows": shown,
-        "total": len(rows),
-        "counts": [(s, counts.get(s, 0)) for s in LISTED_STATUSES],
+        "total": sum(n for n, _ in counts.values()),
+        "counts": [(s, counts.get(s, (0, 0))[0]) for s in LISTED_STATUSES],
         "sent": sent,
-        "rate": f"{counts.get('confirmed', 0) / sent:.0%}" if sent else "–",
+        "rate": f"{confirmed / sent:.0%}" if sent else "–",
         "more": page_.next_after is not None,
+        "limit": DAY_LIMIT,
         "statuses": LISTED_STATUSES,
         "title_day": q.first.strftime("%A %d %B %Y")
         if q.span == "day"
