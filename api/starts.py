@@ -44,10 +44,11 @@ def search_attributes_of(inp: ReminderInput) -> TypedSearchAttributes:
 
 
 async def start_reminder(
-    temporal: Client, inp: ReminderInput, task_queue: str
+    temporal: Client, inp: ReminderInput, task_queue: str, state: ReminderState | None = None
 ) -> WorkflowHandle[ReminderWorkflow, ReminderState]:
     """Starts the reminder's workflow, searchable at once. Days ahead it is a timer on the server until its
-    send is armed (`start_delay`): no workflow task before then; a cancel or an update starts it sooner."""
+    send is armed (`start_delay`): no workflow task before then; a cancel or an update starts it sooner.
+    `state`: `initial_state(inp)`, where the caller has made it already."""
     return await temporal.start_workflow(
         ReminderWorkflow.run,
         inp,
@@ -55,7 +56,7 @@ async def start_reminder(
         task_queue=task_queue,
         search_attributes=search_attributes_of(inp),
         static_summary=summary_of(inp),
-        start_delay=start_delay(initial_state(inp), datetime.now(UTC)),
+        start_delay=start_delay(state or initial_state(inp), datetime.now(UTC)),
         # A retried create joins the workflow the first one started, running or not.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

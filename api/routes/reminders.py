@@ -131,11 +131,12 @@ async def create_from(body: Any, services: ServicesDep, idem: str | None) -> dic
     segments = reminder_segments(
         services.texts, inp.appt_user_dt, inp.location, inp.participant, inp.language, inp.reminder_id
     )
-    made, held_hash = await store.insert_new(initial_state(inp), request_hash, segments)
+    state = initial_state(inp)
+    made, held_hash = await store.insert_new(state, request_hash, segments)
     if not made and held_hash != request_hash:
         raise ApiError(409, "Idempotency-Key was already used with a different body")
     try:
-        await start_reminder(temporal, inp, settings.task_queue)
+        await start_reminder(temporal, inp, settings.task_queue, state)
     except WorkflowAlreadyStartedError:
         pass
     except (RPCError, RuntimeError) as err:
