@@ -495,6 +495,9 @@ async def pacing_phase(
         # Twilio's limit counts segments (a text of two is two at its instant), Flowroute's requests.
         weight = encoding_of(text).segments if provider == "twilio" else 1
         by_number.setdefault(sender, []).extend([at] * weight)
+    # Twilio takes a text over a number's rate into that number's queue: how long each waited there.
+    mine = set(contacts)
+    queued = [(m.sender, m.dispatched_at - m.at) for m in list(ctx.fake.received) if m.to in mine]
     segment_times = sorted(t for ts in by_number.values() for t in ts)
     sustained = middle_rate(segment_times if provider == "twilio" else times)
     end = max(times) if len(found) == len(contacts) and times else min(time.time(), until)
@@ -520,7 +523,12 @@ async def pacing_phase(
         "attempts": ctx.fake.attempts,
         "max_in_any_1s_account": max_in_window(times),
         "per_number": {
-            n: {"sent": len(ts), "max_in_any_1s": max_in_window(ts)} for n, ts in sorted(by_number.items())
+            n: {
+                "sent": len(ts),
+                "max_in_any_1s": max_in_window(ts),
+                "queue_wait_s": summary([w for sender, w in queued if sender == n]),
+            }
+            for n, ts in sorted(by_number.items())
         },
     }
 

@@ -627,7 +627,8 @@ def main(argv: list[str] | None = None) -> int:
             with_stack(
                 "pacing_twilio",
                 workdir,
-                FakeProvider(),
+                # Twilio queues what a number sends over its rate and sends it on at that rate.
+                FakeProvider(number_rate=TWILIO_NUMBER_LIMIT),
                 lambda f: stack_env(f, PACING_NUMBERS, None, {"MSG_OPT_OUT_LINE": "", **args.env}, "twilio"),
                 report,
                 pacing_session(args, report, sizes, "pacing_twilio"),
