@@ -65,11 +65,13 @@ class Report:
         )
 
 
-async def _state_of(client: Client, reminder_id: str, running: bool) -> ReminderState | None:
+async def _state_of(client: Client, reminder_id: str, execution: WorkflowExecution) -> ReminderState | None:
     handle = client.get_workflow_handle_for(ReminderWorkflow.run, workflow_id(reminder_id))
     try:
-        if running:
-            unstarted = await _input_if_unstarted(client, handle)
+        if execution.status == WorkflowExecutionStatus.RUNNING:
+            # Its history is read only while its start is still deferred (or it was woken early).
+            deferred = execution.execution_time is not None and execution.execution_time > datetime.now(UTC)
+            unstarted = await _input_if_unstarted(client, handle) if deferred else None
             if unstarted is not None:
                 return initial_state(unstarted)
             return await handle.query(ReminderWorkflow.status, rpc_timeout=QUERY_TIMEOUT)
@@ -166,7 +168,6 @@ async def _reconcile_batch(
         if row is not None and row["deleted_at"] is not None:
             continue
         seen_status = execution.typed_search_attributes.get(REMINDER_STATUS)
-        running = execution.status == WorkflowExecutionStatus.RUNNING
         if row is not None and row["status"] == seen_status:
             continue
         if execution.status == WorkflowExecutionStatus.CANCELED:
@@ -174,7 +175,7 @@ async def _reconcile_batch(
             report.repaired += 1
             continue
         if execution.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
-            state = await _state_of(client, reminder_id, running)
+            state = await _state_of(client, reminder_id, execution)
             if state is not None and await store.upsert_state(state):
                 report.repaired += 1
             continue
@@ -199,8 +200,10 @@ async def reconcile_forever(
         except TimeoutError:
             pass
         started = datetime.now(UTC)
-        due_full = last_start is None or time.monotonic() - last_full >= full_interval
-        changed_since = None if due_full or last_start is None else last_start - ORPHAN_AGE - OVERLAP
+        if last_start is None or time.monotonic() - last_full >= full_interval:
+            changed_since = None
+        else:
+            changed_since = last_start - ORPHAN_AGE - OVERLAP
         full = changed_since is None
         try:
             report = await reconcile(client, store, changed_since=changed_since)

@@ -58,8 +58,8 @@ def start_delay(state: ReminderState, now: datetime) -> timedelta | None:
 # start-to-close bound leaves room for a long database outage. The fence in PostgreSQL, not these
 # timeouts, is what keeps a retried send from going out twice. At 15 s, a live send could be timed out by
 # a server still digesting a burst: 5,000 due at one instant, each beating first 2 s after it, and the
-# dev server, busy with their completions, had not recorded 57 of those beats 15 s on; those 57 texts
-# went again through a retry the busy server dispatched 1 to 3 minutes late.
+# dev server, busy with their completions, had not recorded 57 of those beats 15 s on; those 57 sends were
+# retried, 1 to 3 minutes late, and the fence found each one's text already out or asked the provider.
 SEND_START_TO_CLOSE = timedelta(minutes=5)
 SEND_HEARTBEAT = timedelta(seconds=30)
 SEND_RETRY = RetryPolicy(
