@@ -51,15 +51,71 @@ class Batch:
         }
 
 
+class Gate:
+    """Background work (the backlog's fills) passes only while the gate is open: the bench opens it while
+    nothing is measured, such as the minutes a burst's reminders wait to be armed, and closes it before
+    every measured window."""
+
+    def __init__(self, quiet_s: float = 2.0) -> None:
+        self._open = asyncio.Event()
+        self._inside = 0
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self.quiet_s = quiet_s
+        """After closing, the servers get this long to finish what the last requests set off."""
+        self.windows: list[dict[str, Any]] = []
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def open(self, why: str) -> None:
+        if not self._open.is_set():
+            self.windows.append({"why": why, "opened_at": time.time(), "closed_at": None})
+            self._open.set()
+
+    async def close(self) -> None:
+        """Returns once nothing is inside and the servers have had their quiet time."""
+        if not self._open.is_set():
+            return
+        self._open.clear()
+        await self._empty.wait()
+        self.windows[-1]["closed_at"] = time.time()
+        await asyncio.sleep(self.quiet_s)
+
+    def open_seconds(self, since: float = 0.0, until: float | None = None) -> float:
+        """Seconds the gate was open between `since` and `until` (now)."""
+        end = time.time() if until is None else until
+        return sum(
+            max(min(w["closed_at"] or end, end) - max(w["opened_at"], since), 0.0) for w in self.windows
+        )
+
+    async def enter(self) -> None:
+        while True:
+            await self._open.wait()
+            # Closed again between the wake-up and now: wait for the next opening.
+            if self._open.is_set():
+                break
+        self._inside += 1
+        self._empty.clear()
+
+    def leave(self) -> None:
+        self._inside -= 1
+        if self._inside == 0:
+            self._empty.set()
+
+
 async def run_batch(
     count: int,
     concurrency: int,
     op: Callable[[int], Awaitable[Any]],
     deadline: float | None = None,
+    gate: Gate | None = None,
 ) -> Batch:
     """`op(i)` for i in range(count), `concurrency` at a time; each lane takes the next index when done,
     so the number in flight stays constant rather than moving in waves. Past `deadline` (epoch) no new
-    operation starts: a slow service shortens the batch instead of overrunning the bench's time."""
+    operation starts: a slow service shortens the batch instead of overrunning the bench's time. With a
+    `gate`, each operation waits for it to be open (its latency counted from then)."""
     latencies: list[float] = []
     results: list[Any] = [None] * count
     errors: list[str] = []
@@ -71,12 +127,17 @@ async def run_batch(
         for i in indexes:
             if deadline is not None and time.time() > deadline:
                 return
+            if gate is not None:
+                await gate.enter()
             attempted += 1
             t0 = time.perf_counter()
             try:
                 results[i] = await op(i)
             except Exception as err:  # noqa: BLE001 - a failed operation is a figure, not the end of the run
                 errors.append(f"#{i}: {err!r}"[:300])
+            finally:
+                if gate is not None:
+                    gate.leave()
             latencies.append(time.perf_counter() - t0)
 
     started_at = time.time()

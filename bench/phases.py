@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
@@ -27,10 +26,9 @@ from temporalio.client import Client
 from api.schemas import ReminderRequest
 from api.starts import search_attributes_of, summary_of
 from bench import httpclient
-from bench.load import Arrivals, Batch, run_batch
+from bench.load import Arrivals, Batch, Gate, run_batch
 from bench.raw import RawBurst, RawSleep, RawSleepCarrying, Recorder
 from bench.stats import max_in_window, middle_rate, summary
-from bench.system import disk_usage
 from devstack.harness import FakeProvider, Stack
 from rules.segments import encoding_of
 from workflows.activities import ARM_AHEAD_MAX, ARM_AHEAD_MIN, start_delay
@@ -69,6 +67,20 @@ FULL_LIMITS = Limits(creates_s=3600, settle_s=3600, drain_s=300, replies_s=300)
 
 
 @dataclass
+class PreparedBurst:
+    """A burst's reminders, created and waiting for their instant."""
+
+    contacts: list[str]
+    instant: int
+    created: Batch
+    latency: float
+    prefix: str
+    """The contacts' common start, which the fake answers `latency` late."""
+    after: int | None = None
+    """The instant of the burst measured just before this one, when both were created in one lead."""
+
+
+@dataclass
 class Ctx:
     stack: Stack
     fake: FakeProvider
@@ -94,6 +106,12 @@ class Ctx:
     setup_backlog: int = 0
     raw_setup_backlog: int = 0
     baseline: dict[str, Any] = field(default_factory=dict)
+    # Opened for the backlog's fills while a burst's reminders wait to be armed (none: no fills running).
+    gates: list[Gate] = field(default_factory=list)
+    # A burst created in an earlier burst's lead, by its contacts' phase digit.
+    prepared: dict[int, PreparedBurst] = field(default_factory=dict)
+    # When the reminders of the burst being prepared begin to be armed: memory read after it is not at rest.
+    arming_from: float = math.inf
 
     def __post_init__(self) -> None:
         self.arrivals = Arrivals(self.fake)
@@ -403,48 +421,107 @@ async def create_phase(ctx: Ctx, count: int) -> dict[str, Any]:
 
 
 async def burst_phase(
-    ctx: Ctx, count: int, latency: float = 0.0, prefix: int | None = None
+    ctx: Ctx,
+    count: int,
+    latency: float = 0.0,
+    prefix: int | None = None,
+    then: tuple[int, float] | None = None,
+    rest_s: float = 0.0,
 ) -> dict[str, Any]:
     """`latency`: the fake answers each send that late, as a provider across a network does. `prefix`:
-    the contacts' phase digit, when the burst is run a second time (with two workers)."""
-    contacts = ctx.contacts(prefix or (2 if not latency else 6), count)
-    ctx.fake.latency = latency
+    the contacts' phase digit, when the burst is run a second time (with two workers). `then`: a second
+    burst (count, latency) created in the same lead, due NEXT_BURST_GAP_S after this one, and measured by
+    the next call for its latency. `rest_s`: the lead is this much longer before the first reminder is
+    armed, a quiet stretch in which the backlog's fill passes the counts its memory is read at."""
+    digit = prefix or burst_digit(latency)
+    prepared = ctx.prepared.pop(digit, None)
+    if prepared is None:
+        prepared = await _prepare_bursts(ctx, count, latency, digit, then, rest_s)
+    return await _measure_burst(ctx, prepared, count)
+
+
+def burst_digit(latency: float) -> int:
+    return 6 if latency else 2
+
+
+# A burst created in another's lead is due this long after it: its reminders' arm points (at least
+# ARM_AHEAD_MIN ahead) all fall before the first one's instant, and the first has this long to drain.
+NEXT_BURST_GAP_S = 50
+# The backlog's fills stop this long before a burst's instant: its last reminders are armed on a quiet
+# machine, and the setup check before the instant is not held up by the fills.
+FILLS_STOP_AHEAD_S = ARM_AHEAD_MIN.total_seconds() + 15
+
+
+async def _prepare_bursts(
+    ctx: Ctx, count: int, latency: float, digit: int, then: tuple[int, float] | None, rest_s: float
+) -> PreparedBurst:
     # Created further ahead than the longest arm-ahead, as reminders due together are in real use: each one
     # is started deferred and has its first task at its own point in the minutes before the instant. A
     # backlog left from the creates before is set up first, so it lengthens the lead too. Within a
     # time-limited phase the lead is cut to leave the burst some time to drain; how many were deferred,
     # and whether the worker had set every reminder up by the instant, is reported.
+    total = count + (then[0] if then else 0)
     planned = max(
-        plan_instant(count, ctx.service_create_rate, ctx.service_setup_rate, backlog=ctx.setup_backlog),
-        plan_instant(count, ctx.service_create_rate, math.inf, extra=ARM_AHEAD_MAX_S + LEAD_EXTRA_S),
+        plan_instant(total, ctx.service_create_rate, ctx.service_setup_rate, backlog=ctx.setup_backlog),
+        plan_instant(total, ctx.service_create_rate, math.inf, extra=ARM_AHEAD_MAX_S + LEAD_EXTRA_S + rest_s),
     )
     latest = ctx.phase_end - MIN_DRAIN_S
-    earliest = plan_instant(count, ctx.service_create_rate, math.inf, factor=1.3, extra=3)
+    earliest = plan_instant(total, ctx.service_create_rate, math.inf, factor=1.3, extra=3)
     instant = max(min(planned, math.floor(latest)) if latest < math.inf else planned, earliest)
+    ctx.arming_from = instant - ARM_AHEAD_MAX_S
+    first = await _create_burst(ctx, count, latency, digit, instant)
+    if then is not None:
+        second_digit = burst_digit(then[1])
+        second = await _create_burst(ctx, then[0], then[1], second_digit, instant + NEXT_BURST_GAP_S)
+        second.after = instant
+        ctx.prepared[second_digit] = second
+    if ctx.gates:
+        # Nothing is measured until the arming's last minute: the backlog fills meanwhile.
+        for gate in ctx.gates:
+            gate.open("burst lead")
+        await asyncio.sleep(max(instant - FILLS_STOP_AHEAD_S - time.time(), 0))
+        await asyncio.gather(*(gate.close() for gate in ctx.gates))
+    return first
+
+
+async def _create_burst(ctx: Ctx, count: int, latency: float, digit: int, instant: int) -> PreparedBurst:
+    contacts = ctx.contacts(digit, count)
+    prefix = contacts[0][:-6] if contacts else ""
+    if latency:
+        ctx.fake.latency_by_prefix[prefix] = latency
     ctx.say(f"burst: {count} reminders due at {iso(instant)} ({instant - time.time():.0f} s from now)")
     # A create that lands after the instant would not be part of a burst due at one instant.
     created = await create_reminders(
         ctx, [reminder_body(c, instant + 3600, 1) for c in contacts], instant - 1
     )
-    contacts = created_only(contacts, created)
-    # Each create's own arm point decides it; the last create's margin bounds them all from below.
-    deferred = instant - created.ended_at > ARM_AHEAD_MAX_S
     ctx.say(
         f"burst: created {created.ok} in {created.elapsed:.1f} s, {instant - created.ended_at:.1f} s before T"
-        f" ({'every one' if deferred else 'not every one'} started deferred to its arm point)"
+        f" ({'every one' if instant - created.ended_at > ARM_AHEAD_MAX_S else 'not every one'} started"
+        " deferred to its arm point)"
     )
+    return PreparedBurst(created_only(contacts, created), instant, created, latency, prefix)
+
+
+async def _measure_burst(ctx: Ctx, prepared: PreparedBurst, count: int) -> dict[str, Any]:
+    contacts, instant, created = prepared.contacts, prepared.instant, prepared.created
+    # Each create's own arm point decides it; the last create's margin bounds them all from below.
+    deferred = instant - created.ended_at > ARM_AHEAD_MAX_S
     # The last of them have their first task ARM_AHEAD_MIN before the instant: set up is read after that.
     await asyncio.sleep(max(instant - ARM_AHEAD_MIN.total_seconds() + 1 - time.time(), 0))
     ready = await settle(ctx, [ctx.service_queue], instant - 0.5)
     ctx.say(f"burst: the worker {'had' if ready['settled'] else 'had NOT'} set them all up before T")
     until = max(min(instant + ctx.limits.drain_s, ctx.phase_end), instant + MIN_DRAIN_S)
+    nxt = next((p.instant for p in ctx.prepared.values() if p.after == instant), None)
+    if nxt is not None:
+        # The next burst's instant ends this one's wait: what has not arrived by then is missing.
+        until = min(until, nxt - 1)
     found = await ctx.arrivals.wait(contacts, until)
-    ctx.fake.latency = 0.0
+    ctx.fake.latency_by_prefix.pop(prepared.prefix, None)
     service = lateness_figures(instant, found, len(contacts), min(time.time(), until))
     # Texts per contact: each of these contacts has one reminder, so a second text is a duplicate.
     per_contact = ctx.fake.texts_per_contact()
     service["duplicates"] = sum(1 for c in contacts if per_contact.get(c, 0) > 1)
-    service["provider_latency_s"] = latency
+    service["provider_latency_s"] = prepared.latency
     service.update(
         instant=iso(instant),
         create=created.figures(),
@@ -453,12 +530,18 @@ async def burst_phase(
         all_deferred=deferred,
         set_up_before_instant=ready["settled"],
     )
+    if prepared.after is not None:
+        service["created_in_lead_of"] = iso(prepared.after)
+    if nxt is not None:
+        service["next_burst_at"] = iso(nxt)
     raw = ctx.baseline.get("burst")
     ratio = (
         service["drain_s"] / raw["drain_s"]
         if raw and service["drain_s"] is not None and raw["drain_s"]
         else None
     )
+    if not ctx.prepared:
+        ctx.arming_from = math.inf
     ctx.say(
         f"burst: {len(found)}/{len(contacts)} arrived, drain {service['drain_s']} s, service/raw {ratio or 0:.2f}"
     )
@@ -530,71 +613,4 @@ async def pacing_phase(
             }
             for n, ts in sorted(by_number.items())
         },
-    }
-
-
-# backlog --------------------------------------------------------------------------------------------
-
-
-def backlog_stages(count: int) -> list[int]:
-    """The pending counts memory is read at on the way to `count`: whether it follows the reminders
-    waiting is told by how it changes between them."""
-    return [s for s in BACKLOG_STAGES if s < count] + [count]
-
-
-async def backlog_phase(
-    ctx: Ctx, count: int, usage: Callable[[], dict[str, Any]], data_dir: Path
-) -> dict[str, Any]:
-    contacts = ctx.contacts(5, count)
-    start = time.time() + 3 * DAY
-    # Spread over a week so the notify times are days ahead and distinct.
-    bodies = [reminder_body(c, start + (i * 6.048) % (7 * DAY), 24) for i, c in enumerate(contacts)]
-    before = usage()
-    stages: list[dict[str, Any]] = []
-    batches: list[Batch] = []
-    ids: list[str] = []
-    done = 0
-    for stage in backlog_stages(count):
-        ctx.say(f"backlog: creating reminders {done + 1} to {stage} (this takes a while)")
-        created = await create_reminders(ctx, bodies[done:stage], ctx.by(ctx.limits.creates_s))
-        batches.append(created)
-        ids += [r for r in created.results if r]
-        done = stage
-        ctx.say(f"backlog: created {created.ok} at {created.rate:.0f}/s; settling")
-        settled = await settle(ctx, [ctx.service_queue], ctx.by(ctx.limits.settle_s))
-        stages.append({"pending": len(ids), "create": created.figures(), "settle": settled, "usage": usage()})
-    after = stages[-1]["usage"]
-    disk = disk_usage(data_dir)
-
-    ctx.say("backlog: GET /reminder/{id} and GET /reminder?limit=100, one at a time")
-    await warm_up(ctx)
-    by_id: list[float] = []
-    for rid in random.sample(ids, min(500, len(ids))):
-        t0 = time.perf_counter()
-        response = await ctx.http.get(f"/reminder/{rid}")
-        by_id.append(time.perf_counter() - t0)
-        response.raise_for_status()
-    listing: list[float] = []
-    cursor: str | None = None
-    for _ in range(300):
-        params: dict[str, Any] = {"limit": 100}
-        if cursor:
-            params["cursor"] = cursor
-        t0 = time.perf_counter()
-        response = await ctx.http.get("/reminder", params=params)
-        listing.append(time.perf_counter() - t0)
-        response.raise_for_status()
-        # Walking the pages reaches deep into the table, where an OFFSET-style listing would slow down.
-        cursor = response.json().get("next_cursor")
-    return {
-        "count": count,
-        "create": pooled(batches).figures(),
-        "settle": stages[-1]["settle"],
-        "stages": stages,
-        "usage_before": before,
-        "usage_after": after,
-        "disk": disk,
-        "get_by_id_ms": summary(by_id, scale=1000, digits=2),
-        "get_list_100_ms": summary(listing, scale=1000, digits=2),
-        "get_concurrency": 1,
     }

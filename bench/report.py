@@ -510,11 +510,7 @@ def _backlog_rows(r: dict[str, Any]) -> list[Row]:
             f"{r['create']['ok']} at {r['create']['per_s']:.0f}/s",
         ),
         Row("backlog", "worker caught up after the last create", _caught_up(r["settle"])),
-        *(
-            [Row("backlog", "both stacks filled (at the same time) in", f"{r['fill_both_s']:.0f} s")]
-            if r.get("fill_both_s")
-            else []
-        ),
+        *_fill_rows(r),
         Row(
             "backlog",
             "RSS total (PSS)",
@@ -544,6 +540,31 @@ def _backlog_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _fill_rows(r: dict[str, Any]) -> list[Row]:
+    """Where the fills ran: in their gates' openings (bursts' leads) and what was left for this phase."""
+    fills = r.get("fills")
+    if not fills:
+        return []
+    rows = []
+    for name, rate in (
+        ("service", r["create"].get("per_s")),
+        ("raw", ((r.get("raw") or {}).get("start") or {}).get("per_s")),
+    ):
+        leads = [w for w in fills[name]["windows"] if w["why"] != "backlog phase"]
+        rows.append(
+            Row(
+                "backlog",
+                f"{name} fill, while nothing was measured",
+                f"{fills[name]['gate_open_s']:.0f} s open: {sum(w['seconds'] for w in leads):.0f} s in"
+                f" {len(leads)} burst leads, the rest in this phase; {rate or 0:.0f}/s over its openings",
+            )
+        )
+    rows.append(
+        Row("backlog", "fills finished in this phase after", f"{fills['finished_in_backlog_phase_s']:.0f} s")
+    )
+    return rows
+
+
 def _reconcile_rows(passes: dict[str, Any] | None) -> list[Row]:
     if not passes:
         return []
@@ -571,6 +592,8 @@ def _stage_rows(r: dict[str, Any]) -> list[Row]:
         return []
     raw = {st["pending"]: st["usage_held"] for st in (r.get("raw") or {}).get("stages", [])}
     worker = [st["usage"].get("worker", {}).get("rss_bytes", 0) for st in stages]
+    # A reading taken while a burst's reminders were being armed holds their memory too: marked.
+    marks = ["" if st.get("at_rest", True) else "*" for st in stages]
     totals = []
     for st in stages:
         mine = st["usage"].get("total", {}).get("pss_bytes", 0)
@@ -581,7 +604,9 @@ def _stage_rows(r: dict[str, Any]) -> list[Row]:
         Row(
             "backlog",
             "worker RSS at " + " / ".join(str(st["pending"]) for st in stages) + " pending",
-            " / ".join(f"{w / MB:.0f}" for w in worker) + f" MB (largest {spread:.2f}x the smallest)",
+            " / ".join(f"{w / MB:.0f}{m}" for w, m in zip(worker, marks, strict=True))
+            + f" MB (largest {spread:.2f}x the smallest)"
+            + (" (* read while a burst was being armed)" if any(marks) else ""),
             "within 20 %",
             spread <= 1.2,
         ),

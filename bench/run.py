@@ -29,11 +29,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench import httpclient, phases, replies
+from bench.backlog import RawBacklog, backlog_phase, backlog_stages, service_fill
+from bench.load import Gate
 from bench.mirror import reconcile_passes
 from bench.raw import Recorder, raw_worker
 from bench.report import Report
 from bench.system import cpu_spent, load_average, machine, machine_counters, stack_usage
-from bench.workers import extra_worker, raw_memory, usage
+from bench.workers import extra_worker, usage
 from devstack.embedded import EmbeddedPostgres
 from devstack.harness import FakeProvider, Stack
 from settings import Settings
@@ -74,19 +76,26 @@ MAIN_PHASES = ("create", "burst", "burst_slow", "replies", "burst_2w", "replies_
 SCALE_OUT_PHASES = ("burst_2w", "replies_2w")
 # The slow burst: the fake answers each send after a real provider's round trip.
 SLOW_PROVIDER_LATENCY = 0.3
+# The service's fill runs at about this share of the create phase's rate beside the raw stack's fill (126/s
+# against 192/s in 20261206T055458Z).
+FILL_SHARE = 0.55
+# The raw stack's starts in flight: in the first lead they have the machine to themselves.
+RAW_FILL_CONCURRENCY = 100
+# The backlog's fills stop issuing creates this long after the main session began, finished or not.
+FILL_DEADLINE_S = 7200.0
 # The order phases run in: creates (taking turns with raw starts), then raw Temporal's burst before the
-# service's, on a quiet server.
+# service's work piles up on the server.
 RUN_ORDER = ("create", "baseline", *ALL_PHASES[1:])
 # The quick profile must end within eighteen minutes whatever the service's speed: no phase eats into the
 # time the phases after it have reserved (the stack restart before pacing included). Each burst waits out
 # the longest arm-ahead (five minutes) after its creates, as reminders due together are made well ahead.
-QUICK_BUDGET_S = 1070.0
+QUICK_BUDGET_S = 800.0
 # Time kept back for each phase while the ones before it run; pacing's includes its stack restart.
 RESERVE_S = {
     "create": 100.0,
     "baseline": 30.0,
     "burst": 367.0,
-    "burst_slow": 360.0,
+    "burst_slow": 75.0,
     "replies": 75.0,
     "burst_2w": 75.0,
     "replies_2w": 75.0,
@@ -365,6 +374,13 @@ async def run_phases(
         }
 
 
+def stages_rest(ctx: phases.Ctx, count: int) -> float:
+    """How long the first burst's lead stays quiet before its reminders are armed: long enough for the
+    backlog's fill to pass the counts its memory is read at on the way, beside the raw stack's fill."""
+    stages = backlog_stages(count)[:-1]
+    return stages[-1] / (ctx.service_create_rate * FILL_SHARE) if stages else 0.0
+
+
 def limits(args: argparse.Namespace) -> phases.Limits:
     return phases.FULL_LIMITS if args.full else phases.QUICK_LIMITS
 
@@ -416,7 +432,12 @@ def main_session(
             task_slots=effective["worker_workflow_task_slots"],
         )
         report.memory["main:idle"] = memory_of(stack)
-        async with http_client(stack) as http, running(worker), AsyncExitStack() as scaled:
+        async with (
+            http_client(stack) as http,
+            running(worker),
+            AsyncExitStack() as scaled,
+            AsyncExitStack() as background,
+        ):
             ctx = phases.Ctx(
                 stack=stack,
                 fake=fake,
@@ -445,46 +466,87 @@ def main_session(
                 result["worker2_cpu_s"] = round(result["worker2_usage"]["cpu_s"] - cpu_before, 2)
                 return result
 
+            fills: dict[str, asyncio.Task[dict[str, Any]]] = {}
+            service_gate = Gate()
+            if "backlog" in args.phases:
+                # Both backlogs fill in the background whenever their gates are open: in the bursts' leads,
+                # and in the backlog phase for what is left. Each is its own stack's work (the raw one on a
+                # dev server of its own), so they share only the machine. The raw stack fills from the
+                # first lead on; the service's from the two-worker burst's (see burst_2w).
+                raw_gate = Gate()
+                ctx.gates.append(raw_gate)
+                raw_backlog = RawBacklog(
+                    stack.data_dir.parent / "raw-memory",
+                    sizes["backlog"],
+                    cache_size=effective["worker_cache_size"],
+                    server_cache_size=effective["temporal_dev_cache_size"],
+                    sandboxed=bool(effective["worker_sandbox"]),
+                    pollers=effective["worker_workflow_pollers"],
+                    concurrency=RAW_FILL_CONCURRENCY,
+                    say=say,
+                )
+                fills["service"] = asyncio.create_task(
+                    service_fill(ctx, sizes["backlog"], lambda: memory_of(stack), service_gate)
+                )
+                fills["raw"] = asyncio.create_task(
+                    raw_backlog.fill(raw_gate, time.time() + FILL_DEADLINE_S, ctx.limits.settle_s)
+                )
+                background.push_async_callback(raw_backlog.stop)
+                background.callback(lambda: [t.cancel() for t in fills.values()])
+
+            async def burst_2w() -> dict[str, Any]:
+                rest = 0.0
+                if fills and service_gate not in ctx.gates:
+                    # The service's backlog is read on the way at 5,000 and 20,000 pending, so its fill
+                    # begins here: the worker has answered the bursts and the replies before, as it has
+                    # when the full backlog is read, and this lead is quiet that long before its
+                    # reminders are armed.
+                    ctx.gates.append(service_gate)
+                    rest = stages_rest(ctx, sizes["backlog"])
+                return await two_workers(
+                    lambda: phases.burst_phase(ctx, sizes["burst_2w"], prefix=8, rest_s=rest)
+                )
+
             async def backlog() -> dict[str, Any]:
+                if service_gate not in ctx.gates:
+                    ctx.gates.append(service_gate)
                 if second:
                     say("scale-out: stopping the second worker process before the backlog")
                     await scaled.aclose()
                     second.clear()
-
-                # The raw stack fills at the same time as the service's: each dev server is held up by its
-                # own database more than by the CPU, so the full profile takes the longer of the two fills
-                # rather than their sum. Each stack's memory is read once its own fill has settled.
-                async def raw_side() -> dict[str, Any]:
-                    try:
-                        return await raw_memory(
-                            stack.data_dir.parent / "raw-memory",
-                            sizes["backlog"],
-                            cache_size=effective["worker_cache_size"],
-                            server_cache_size=effective["temporal_dev_cache_size"],
-                            sandboxed=bool(effective["worker_sandbox"]),
-                            pollers=effective["worker_workflow_pollers"],
-                            concurrency=CONCURRENCY,
-                            say=say,
-                            deadline=ctx.by(ctx.limits.creates_s),
-                            settle_s=ctx.limits.settle_s,
-                        )
-                    except Exception as err:  # noqa: BLE001 - the service's figures stand without it
-                        say(f"backlog_raw failed:\n{traceback.format_exc()}")
-                        return {"error": f"{type(err).__name__}: {err}"}
-
                 t0 = time.monotonic()
-                result, raw = await asyncio.gather(
-                    phases.backlog_phase(ctx, sizes["backlog"], lambda: memory_of(stack), stack.data_dir),
-                    raw_side(),
+                for gate in ctx.gates:
+                    gate.open("backlog phase")
+                done = await asyncio.gather(*fills.values(), return_exceptions=True)
+                await asyncio.gather(*(gate.close() for gate in ctx.gates))
+                filled, raw = dict(zip(fills, done, strict=True)).values()
+                if isinstance(filled, BaseException):
+                    raise filled
+                result = await backlog_phase(
+                    ctx, sizes["backlog"], filled, lambda: memory_of(stack), stack.data_dir
                 )
-                result["fill_both_s"] = round(time.monotonic() - t0, 1)
+                # Both fills, where they ran: their gates' openings, before this phase and in it.
+                result["fills"] = {
+                    "finished_in_backlog_phase_s": round(time.monotonic() - t0, 1),
+                    **{
+                        name: {
+                            "gate_open_s": round(gate.open_seconds(), 1),
+                            "windows": [
+                                {**w, "seconds": round((w["closed_at"] or time.time()) - w["opened_at"], 1)}
+                                for w in gate.windows
+                            ],
+                        }
+                        for name, gate in (("raw", raw_gate), ("service", service_gate))
+                    },
+                }
                 try:
                     result["reconcile"] = await reconcile_passes(ctx, float(effective["reconcile_interval"]))
                 except Exception as err:  # noqa: BLE001 - the backlog's figures stand without it
                     say(f"reconcile passes failed:\n{traceback.format_exc()}")
                     result["reconcile"] = {"error": f"{type(err).__name__}: {err}"}
-                if "error" in raw:
-                    result["raw_error"] = raw["error"]
+                if isinstance(raw, BaseException):
+                    say(f"backlog_raw failed: {raw!r}")
+                    result["raw_error"] = f"{type(raw).__name__}: {raw}"
                 else:
                     result["raw"] = raw
                 return result
@@ -496,16 +558,21 @@ def main_session(
             todo: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
                 ("create", lambda: phases.create_phase(ctx, sizes["create"])),
                 ("baseline", lambda: phases.baseline_phase(ctx, sizes["burst"])),
-                ("burst", lambda: phases.burst_phase(ctx, sizes["burst"])),
+                # The slow burst is created in the first one's lead and due just after it.
+                (
+                    "burst",
+                    lambda: phases.burst_phase(
+                        ctx,
+                        sizes["burst"],
+                        then=(sizes["burst_slow"], SLOW_PROVIDER_LATENCY) if wanted["burst_slow"] else None,
+                    ),
+                ),
+                ("replies", lambda: replies.replies_phase(ctx, sizes["replies"])),
                 (
                     "burst_slow",
                     lambda: phases.burst_phase(ctx, sizes["burst_slow"], latency=SLOW_PROVIDER_LATENCY),
                 ),
-                ("replies", lambda: replies.replies_phase(ctx, sizes["replies"])),
-                (
-                    "burst_2w",
-                    lambda: two_workers(lambda: phases.burst_phase(ctx, sizes["burst_2w"], prefix=8)),
-                ),
+                ("burst_2w", burst_2w),
                 (
                     "replies_2w",
                     lambda: two_workers(

@@ -74,6 +74,9 @@ class FakeProvider:
     script: list[int] = field(default_factory=list)
     """Status codes to answer before going back to success, one per send; nothing is taken for them."""
     latency: float = 0.0
+    latency_by_prefix: dict[str, float] = field(default_factory=dict)
+    """A different `latency` for the numbers starting with a prefix (two bursts due close together, one of
+    them to a provider across a slow network)."""
     drop_after_accept: int = 0
     """The next this many sends are taken, then their connection is closed with no answer."""
     error_after_accept: int = 0
@@ -127,11 +130,11 @@ class FakeProvider:
                     user, _, password = base64.b64decode(header[6:]).decode().partition(":")
                     auth = (user, password)
                 twilio = self.path.endswith("Messages.json")
-                status, message, after = fake._take(
-                    Received(time.time(), self.path, auth, content_type, body), twilio
-                )
-                if fake.latency:
-                    time.sleep(fake.latency)
+                taken = Received(time.time(), self.path, auth, content_type, body)
+                status, message, after = fake._take(taken, twilio)
+                delay = fake.latency_for(taken.to)
+                if delay:
+                    time.sleep(delay)
                 if after == "drop":
                     self.close_connection = True
                     self.connection.close()
@@ -158,6 +161,12 @@ class FakeProvider:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def latency_for(self, number: str) -> float:
+        for prefix, latency in self.latency_by_prefix.items():
+            if number.startswith(prefix):
+                return latency
+        return self.latency
 
     def _take(self, message: Received, twilio: bool) -> tuple[int | None, Received | None, str]:
         """Decides one send: a status to refuse it with, or the message taken (and what happens after)."""
