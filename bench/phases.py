@@ -108,6 +108,8 @@ class Ctx:
     baseline: dict[str, Any] = field(default_factory=dict)
     # Opened for the backlog's fills while a burst's reminders wait to be armed (none: no fills running).
     gates: list[Gate] = field(default_factory=list)
+    # Those of them open in a lead's quiet stretch before its arming (`burst_phase`'s rest_s).
+    rest_gates: list[Gate] = field(default_factory=list)
     # A burst created in an earlier burst's lead, by its contacts' phase digit.
     prepared: dict[int, PreparedBurst] = field(default_factory=dict)
     # When the reminders of the burst being prepared begin to be armed: memory read after it is not at rest.
@@ -476,7 +478,12 @@ async def _prepare_bursts(
         second.after = instant
         ctx.prepared[second_digit] = second
     if ctx.gates:
-        # Nothing is measured until the arming's last minute: the backlog fills meanwhile.
+        # Nothing is measured until the arming's last minute: the backlog fills meanwhile. In a quiet
+        # stretch before the arming, only the fill whose memory is read there runs.
+        quiet = [g for g in ctx.gates if g in ctx.rest_gates] if rest_s else ctx.gates
+        for gate in quiet:
+            gate.open("burst lead, before the arming")
+        await asyncio.sleep(max(ctx.arming_from - time.time(), 0))
         for gate in ctx.gates:
             gate.open("burst lead")
         await asyncio.sleep(max(instant - FILLS_STOP_AHEAD_S - time.time(), 0))

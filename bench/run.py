@@ -76,9 +76,8 @@ MAIN_PHASES = ("create", "burst", "burst_slow", "replies", "burst_2w", "replies_
 SCALE_OUT_PHASES = ("burst_2w", "replies_2w")
 # The slow burst: the fake answers each send after a real provider's round trip.
 SLOW_PROVIDER_LATENCY = 0.3
-# The service's fill runs at about this share of the create phase's rate beside the raw stack's fill (126/s
-# against 192/s in 20261206T055458Z).
-FILL_SHARE = 0.55
+# The service's fill, alone in a lead's quiet stretch, runs at about this share of the create phase's rate.
+FILL_SHARE = 0.85
 # The raw stack's starts in flight: in the first lead they have the machine to themselves.
 RAW_FILL_CONCURRENCY = 100
 # The backlog's fills stop issuing creates this long after the main session began, finished or not.
@@ -375,8 +374,8 @@ async def run_phases(
 
 
 def stages_rest(ctx: phases.Ctx, count: int) -> float:
-    """How long the first burst's lead stays quiet before its reminders are armed: long enough for the
-    backlog's fill to pass the counts its memory is read at on the way, beside the raw stack's fill."""
+    """How long the lead stays quiet before its reminders are armed: long enough for the service's fill,
+    alone, to pass the counts its memory is read at on the way."""
     stages = backlog_stages(count)[:-1]
     return stages[-1] / (ctx.service_create_rate * FILL_SHARE) if stages else 0.0
 
@@ -502,6 +501,7 @@ def main_session(
                     # when the full backlog is read, and this lead is quiet that long before its
                     # reminders are armed.
                     ctx.gates.append(service_gate)
+                    ctx.rest_gates.append(service_gate)
                     rest = stages_rest(ctx, sizes["backlog"])
                 return await two_workers(
                     lambda: phases.burst_phase(ctx, sizes["burst_2w"], prefix=8, rest_s=rest)
