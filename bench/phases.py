@@ -23,6 +23,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from activities.providers import sticky_sender
 from api.schemas import ReminderRequest
 from api.starts import search_attributes_of, summary_of
 from bench import httpclient
@@ -448,7 +449,7 @@ def burst_digit(latency: float) -> int:
 
 # A burst created in another's lead is due this long after it: its reminders' arm points (at least
 # ARM_AHEAD_MIN ahead) all fall before the first one's instant, and the first has this long to drain.
-NEXT_BURST_GAP_S = 50
+NEXT_BURST_GAP_S = 40
 # The backlog's fills stop this long before a burst's instant: its last reminders are armed on a quiet
 # machine, and the setup check before the instant is not held up by the fills.
 FILLS_STOP_AHEAD_S = ARM_AHEAD_MIN.total_seconds() + 15
@@ -563,12 +564,24 @@ async def _measure_burst(ctx: Ctx, prepared: PreparedBurst, count: int) -> dict[
 # pacing ---------------------------------------------------------------------------------------------
 
 
+def even_contacts(candidates: list[str], numbers: list[str], count: int) -> list[str]:
+    """`count` of the candidates, as many for each sending number as the service's sticky choice allows:
+    Twilio's limit is each number's, so a number given more of them would make the burst longer."""
+    by_number: dict[str, list[str]] = {n: [] for n in numbers}
+    for contact in candidates:
+        by_number[sticky_sender(numbers, contact)].append(contact)
+    picked: list[str] = []
+    for round_ in zip(*by_number.values(), strict=False):
+        picked.extend(round_)
+    return picked[:count]
+
+
 async def pacing_phase(
     ctx: Ctx, count: int, numbers: list[str], provider: str, limit: float
 ) -> dict[str, Any]:
     """`count` reminders due at once through `numbers`. Flowroute's `limit` is attempts a second for the
     whole account, Twilio's segments a second for each number."""
-    contacts = ctx.contacts(4 if provider == "flowroute" else 7, count)
+    contacts = even_contacts(ctx.contacts(4 if provider == "flowroute" else 7, count * 3), numbers, count)
     instant = plan_instant(count, ctx.service_create_rate, ctx.service_setup_rate)
     ctx.say(f"pacing ({provider}): {count} reminders due at {iso(instant)} through {len(numbers)} numbers")
     created = await create_reminders(

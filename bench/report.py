@@ -111,14 +111,17 @@ class Report:
 
 
 def _cpu_row(section: str, cpu: dict[str, float], nproc: int) -> Row:
-    skip = ("wall_s", "total", "machine_busy_s", "listen_overflows", "syn_retransmits")
+    skip = ("wall_s", "total", "machine_busy_s", "listen_overflows", "syn_retransmits", "fills_s")
     parts = {k: v for k, v in cpu.items() if k not in skip}
     shown = ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v >= 0.5)
     if cpu.get("listen_overflows"):
         shown += f"; machine-wide {cpu['listen_overflows']} TCP listen overflows"
     # Other people's work on a shared machine takes CPU from the stack: say so where the figures suffer.
     capacity = cpu["wall_s"] * max(nproc, 1)
-    if capacity and cpu.get("others", 0) / capacity > NOISY_SHARE:
+    if cpu.get("fills_s"):
+        # The raw stack's fill is "others": it ran in the lead, with nothing measured.
+        shown += f" (the backlog's fills ran {cpu['fills_s']:.0f} s of it, outside the measured windows)"
+    elif capacity and cpu.get("others", 0) / capacity > NOISY_SHARE:
         shown += f" (other work took {100 * cpu['others'] / capacity:.0f}% of the machine: figures are noisy)"
     return Row(section, f"CPU s in {cpu['wall_s']:.0f} s wall", shown)
 

@@ -281,34 +281,48 @@ def stop_stack(stack: Stack) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def with_stack(
-    name: str,
-    workdir: Path,
-    fake: FakeProvider,
-    env: Callable[[FakeProvider], dict[str, str]],
-    report: Report,
-    body: Callable[[Stack, FakeProvider], Coroutine[Any, Any, None]],
-) -> None:
-    fake.start()
-    stack: Stack | None = None
+StackSpec = tuple[
+    str,
+    FakeProvider,
+    Callable[[FakeProvider], dict[str, str]],
+    Callable[[Stack, FakeProvider], Coroutine[Any, Any, None]],
+]
+
+
+def with_stacks(workdir: Path, report: Report, specs: list[StackSpec]) -> None:
+    """Starts a stack (and its fake provider) for each spec, runs their sessions at the same time, and
+    stops every one of them whatever happens."""
+    fakes: list[FakeProvider] = []
+    stacks: list[Stack] = []
     try:
-        stack_vars = env(fake)
-        stack = Stack(workdir / name, stack_vars)
-        report.settings[name] = {
-            "env": {k: v for k, v in stack_vars.items() if "KEY" not in k},
-            "effective": effective_settings(stack_vars),
-            "fake_rate_limit_per_number": fake.rate_limit_per_number,
-        }
-        say(f"{name}: starting the stack (launcher, embedded Temporal and PostgreSQL, worker, API)")
-        t0 = time.monotonic()
-        stack.start(timeout=120)
-        report.settings[name]["startup_s"] = round(time.monotonic() - t0, 2)
-        say(f"{name}: up in {time.monotonic() - t0:.1f} s at {stack.url}")
-        run_async(body(stack, fake))
+        for name, fake, env, _ in specs:
+            fake.start()
+            fakes.append(fake)
+            stack_vars = env(fake)
+            stack = Stack(workdir / name, stack_vars)
+            stacks.append(stack)
+            report.settings[name] = {
+                "env": {k: v for k, v in stack_vars.items() if "KEY" not in k},
+                "effective": effective_settings(stack_vars),
+                "fake_rate_limit_per_number": fake.rate_limit_per_number,
+            }
+            say(f"{name}: starting the stack (launcher, embedded Temporal and PostgreSQL, worker, API)")
+            t0 = time.monotonic()
+            stack.start(timeout=120)
+            report.settings[name]["startup_s"] = round(time.monotonic() - t0, 2)
+            say(f"{name}: up in {time.monotonic() - t0:.1f} s at {stack.url}")
+
+        async def sessions() -> None:
+            await asyncio.gather(
+                *(body(stack, fake) for stack, fake, (*_, body) in zip(stacks, fakes, specs, strict=True))
+            )
+
+        run_async(sessions())
     finally:
-        if stack is not None:
+        for stack in reversed(stacks):
             stop_stack(stack)
-        fake.stop()
+        for fake in fakes:
+            fake.stop()
 
 
 def memory_of(stack: Stack) -> dict[str, Any]:
@@ -364,8 +378,12 @@ async def run_phases(
             cpu["worker2"] = report.results[name]["worker2_cpu_s"]
         busy = machine_after["busy_cpu_s"] - machine_before["busy_cpu_s"]
         ours = sum(v for k, v in cpu.items() if k != "total")
+        fills = max(
+            (g.open_seconds(since=time.time() - (time.monotonic() - wall)) for g in ctx.gates), default=0
+        )
         report.cpu[name] = {
             **cpu,
+            **({"fills_s": round(fills, 1)} if fills else {}),
             "others": round(max(busy - ours, 0.0), 2),
             "wall_s": round(time.monotonic() - wall, 2),
             "machine_busy_s": round(busy, 2),
@@ -676,33 +694,43 @@ def main(argv: list[str] | None = None) -> int:
                 "(marked >= or partial) and its target not met."
             )
         if any(p in args.phases for p in MAIN_PHASES):
-            with_stack(
-                "main",
+            with_stacks(
                 workdir,
-                FakeProvider(),
-                lambda f: stack_env(f, [MAIN_NUMBER], 0, args.env),
                 report,
-                main_session(args, report, sizes),
+                [
+                    (
+                        "main",
+                        FakeProvider(),
+                        lambda f: stack_env(f, [MAIN_NUMBER], 0, args.env),
+                        main_session(args, report, sizes),
+                    )
+                ],
             )
+        # The two pacing stacks run side by side: each is bound by its provider's rate, not by the CPU.
+        pacing: list[StackSpec] = []
         if "pacing" in args.phases:
-            with_stack(
-                "pacing",
-                workdir,
-                FakeProvider(account_rate=FLOWROUTE_ACCOUNT_LIMIT),
-                lambda f: stack_env(f, PACING_NUMBERS, None, args.env),
-                report,
-                pacing_session(args, report, sizes),
+            pacing.append(
+                (
+                    "pacing",
+                    FakeProvider(account_rate=FLOWROUTE_ACCOUNT_LIMIT),
+                    lambda f: stack_env(f, PACING_NUMBERS, None, args.env),
+                    pacing_session(args, report, sizes),
+                )
             )
         if "pacing_twilio" in args.phases:
-            with_stack(
-                "pacing_twilio",
-                workdir,
-                # Twilio queues what a number sends over its rate and sends it on at that rate.
-                FakeProvider(number_rate=TWILIO_NUMBER_LIMIT),
-                lambda f: stack_env(f, PACING_NUMBERS, None, {"MSG_OPT_OUT_LINE": "", **args.env}, "twilio"),
-                report,
-                pacing_session(args, report, sizes, "pacing_twilio"),
+            pacing.append(
+                (
+                    "pacing_twilio",
+                    # Twilio queues what a number sends over its rate and sends it on at that rate.
+                    FakeProvider(number_rate=TWILIO_NUMBER_LIMIT),
+                    lambda f: stack_env(
+                        f, PACING_NUMBERS, None, {"MSG_OPT_OUT_LINE": "", **args.env}, "twilio"
+                    ),
+                    pacing_session(args, report, sizes, "pacing_twilio"),
+                )
             )
+        if pacing:
+            with_stacks(workdir, report, pacing)
     except KeyboardInterrupt:
         report.interrupted = True
         code = 130
