@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -130,34 +131,31 @@ async def service_fill(
     }
 
 
+@dataclass(kw_only=True)
 class RawBacklog:
     """`count` sleeping minimal workflows (started deferred) on a Temporal dev server of their own, held by
     a minimal worker process with the service worker's cache, pollers and runner, the server with the
     service's server cache: the memory of each process, as the service's backlog is measured."""
 
-    def __init__(
-        self,
-        workdir: Path,
-        count: int,
-        *,
-        cache_size: int,
-        server_cache_size: int,
-        sandboxed: bool,
-        pollers: int,
-        concurrency: int,
-        say: Callable[[str], None],
-    ) -> None:
-        self.workdir = workdir
-        self.count = count
-        self.cache_size = cache_size
-        self.sandboxed = sandboxed
-        self.pollers = pollers
-        self.concurrency = concurrency
-        self.say = say
+    workdir: Path
+    count: int
+    cache_size: int
+    server_cache_size: int
+    sandboxed: bool
+    pollers: int
+    concurrency: int
+    say: Callable[[str], None]
+    worker: Any = None
+    server: TemporalDevServer = field(init=False)
+
+    def __post_init__(self) -> None:
         self.server = TemporalDevServer(
-            workdir, port=free_port(), ui_port=free_port(), cache_size=server_cache_size, headless=True
+            self.workdir,
+            port=free_port(),
+            ui_port=free_port(),
+            cache_size=self.server_cache_size,
+            headless=True,
         )
-        self.worker: Any = None
 
     async def fill(self, gate: Gate, deadline: float, settle_s: float) -> dict[str, Any]:
         """Starts the raw stack at the gate's first opening, then fills it while the gate is open."""

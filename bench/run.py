@@ -360,7 +360,7 @@ async def run_phases(
         ctx.phase_end = phase_end(name, args)
         before = memory_of(stack)
         machine_before = machine_counters()
-        bench_cpu, wall = time.process_time(), time.monotonic()
+        bench_cpu, wall, began = time.process_time(), time.monotonic(), time.time()
         try:
             report.results[name] = await measure()
         except Exception as err:  # noqa: BLE001 - one phase failing still leaves the others worth running
@@ -379,9 +379,7 @@ async def run_phases(
             cpu["worker2"] = report.results[name]["worker2_cpu_s"]
         busy = machine_after["busy_cpu_s"] - machine_before["busy_cpu_s"]
         ours = sum(v for k, v in cpu.items() if k != "total")
-        fills = max(
-            (g.open_seconds(since=time.time() - (time.monotonic() - wall)) for g in ctx.gates), default=0
-        )
+        fills = max((g.open_seconds(since=began) for g in ctx.gates), default=0)
         report.cpu[name] = {
             **cpu,
             **({"fills_s": round(fills, 1)} if fills else {}),
@@ -495,8 +493,8 @@ def main_session(
                 raw_gate = Gate()
                 ctx.gates.append(raw_gate)
                 raw_backlog = RawBacklog(
-                    stack.data_dir.parent / "raw-memory",
-                    sizes["backlog"],
+                    workdir=stack.data_dir.parent / "raw-memory",
+                    count=sizes["backlog"],
                     cache_size=effective["worker_cache_size"],
                     server_cache_size=effective["temporal_dev_cache_size"],
                     sandboxed=bool(effective["worker_sandbox"]),
