@@ -15,6 +15,7 @@ import uvloop
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.lanes import Lanes
 from activities.providers import provider_from_settings
 from activities.reminders import PROVIDER_CONNECTIONS, ReminderActivities
 from activities.texts import texts_from_settings
@@ -77,11 +78,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, ready_file: Path |
             "DATABASE_URL is not set: start the worker through the launcher, or point it at PostgreSQL"
         )
     async with AsyncExitStack() as stack:
-        connections = httpx.Limits(
-            max_connections=PROVIDER_CONNECTIONS, max_keepalive_connections=PROVIDER_CONNECTIONS
-        )
         http = await stack.enter_async_context(
-            httpx.AsyncClient(timeout=httpx.Timeout(settings.provider_timeout), limits=connections)
+            Lanes(PROVIDER_CONNECTIONS, timeout=httpx.Timeout(settings.provider_timeout))
         )
         pool = await create_pool(settings.database_url, min_size=1, max_size=settings.worker_db_pool_size)
         stack.push_async_callback(pool.close)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from activities.lanes import HttpClient
 from settings import Settings
 
 log = logging.getLogger("reminders.providers")
@@ -109,7 +110,7 @@ class FlowrouteProvider:
     name = "flowroute"
     counts_segments = False
 
-    def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(self, client: HttpClient, settings: Settings) -> None:
         self._client = client
         self._settings = settings
         self._url = settings.flowroute_api_url.rstrip("/") + "/messages"
@@ -202,7 +203,7 @@ class TwilioProvider:
     name = "twilio"
     counts_segments = True
 
-    def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
+    def __init__(self, client: HttpClient, settings: Settings) -> None:
         self._client = client
         self._settings = settings
         sid = settings.twilio_account_sid or ""
@@ -291,7 +292,7 @@ class ConsoleProvider:
         return []
 
 
-def provider_from_settings(settings: Settings, client: httpx.AsyncClient) -> Provider:
+def provider_from_settings(settings: Settings, client: HttpClient) -> Provider:
     kind = settings.provider
     if kind == "flowroute":
         return FlowrouteProvider(client, settings)

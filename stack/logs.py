@@ -36,3 +36,5 @@ def setup_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # httpx logs every request at INFO; a send's own line already says what went where.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
