@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     """Seconds between the worker's passes comparing the PostgreSQL mirror with Temporal, each over the
     reminders that can have changed since the pass before (0 turns them off)."""
     reconcile_full_interval: float = 86400.0
-    """Seconds between passes over every reminder, sleeping ones included (the worker's first pass is one)."""
+    """Seconds between passes over every reminder, sleeping ones included (the first pass on a new
+    database is one). The schedule is kept in PostgreSQL: one pass each interval across all the workers."""
     worker_workflow_pollers: int = 25
     worker_workflow_task_slots: int = 100
     """Workflow tasks the worker runs at once, each on a thread of its own: every one of them contends for

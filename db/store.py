@@ -19,6 +19,7 @@ from db.consent import ConsentRows
 from db.events import EventRows
 from db.messages import INBOUND_ONCE, MessageRows
 from db.reports import ReportRows
+from db.schedule import ReconcileRows
 from db.state import STATE_ARGS, STATE_COLUMNS, STATE_VALUES, UPSERT_STATE, state_args
 from workflows.models import OPEN_STATUSES, ReminderState, Status
 
@@ -100,7 +101,7 @@ async def create_pool(dsn: str, *, min_size: int = 0, max_size: int = 10) -> asy
     return pool
 
 
-class Store(MessageRows, ConsentRows, EventRows, ReportRows):
+class Store(MessageRows, ConsentRows, EventRows, ReportRows, ReconcileRows):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 

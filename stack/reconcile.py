@@ -1,8 +1,8 @@
 """Brings the PostgreSQL mirror back in line with Temporal, the source of truth.
 
-`python -m stack.reconcile` runs it once over every reminder; the worker runs it every RECONCILE_INTERVAL
-seconds over what can have changed since its last pass, and over every reminder each
-RECONCILE_FULL_INTERVAL. Workflows write their own rows, with a sequence number so an old write never wins;
+`python -m stack.reconcile` runs it once over every reminder; the workers run it every RECONCILE_INTERVAL
+seconds over what can have changed since the last pass, and over every reminder each
+RECONCILE_FULL_INTERVAL, one worker at a time by a schedule kept in PostgreSQL. Workflows write their own rows, with a sequence number so an old write never wins;
 this repairs what those writes cannot: a row lost with a restored database, a workflow an operator
 terminated, a row left by an API that died between writing it and starting the workflow.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from db.store import Store, create_pool
+from db.store import DATABASE_ERRORS, Store, create_pool
 from settings import get_settings
 from stack.clients import connect_temporal
 from stack.logs import setup_logging
@@ -186,39 +185,65 @@ async def _reconcile_batch(
             report.repaired += 1
 
 
+# A pass that began less than this share of the interval ago is another worker's: this one waits its turn.
+RECENT_SHARE = 0.9
+
+
+def plan_pass(
+    now: datetime,
+    last_start: datetime | None,
+    last_full: datetime | None,
+    interval: float,
+    full_interval: float,
+) -> tuple[bool, datetime | None] | None:
+    """The pass due now, as (full, changed_since), or None when a worker began one within the interval.
+    Full when none has been made, and each `full_interval`; otherwise over what changed since the last good
+    pass began, reaching back over the orphan age and an overlap."""
+    if last_start is not None and now - last_start < timedelta(seconds=interval * RECENT_SHARE):
+        return None
+    if last_start is None or last_full is None or (now - last_full).total_seconds() >= full_interval:
+        return True, None
+    return False, last_start - ORPHAN_AGE - OVERLAP
+
+
 async def reconcile_forever(
     client: Client, store: Store, interval: float, stop: asyncio.Event, full_interval: float = 86400.0
 ) -> None:
-    """Every `interval` seconds a pass over what changed since the last good one began; the first pass,
-    and one each `full_interval`, over every reminder."""
-    last_start: datetime | None = None
-    last_full = -math.inf
+    """Every `interval` seconds a pass over what changed since the last good one began, and one each
+    `full_interval` over every reminder: one pass across all the workers, scheduled in PostgreSQL, so a
+    second worker adds no second pass."""
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
             return
         except TimeoutError:
             pass
-        started = datetime.now(UTC)
-        if last_start is None or time.monotonic() - last_full >= full_interval:
-            changed_since = None
-        else:
-            changed_since = last_start - ORPHAN_AGE - OVERLAP
-        full = changed_since is None
         try:
-            report = await reconcile(client, store, changed_since=changed_since)
-        except Exception:  # noqa: BLE001 - try again next round; the reminders themselves are unaffected
-            log.exception("reconcile round failed")
-            continue
-        last_start = started
-        if full:
-            last_full = time.monotonic()
-        log.log(
-            logging.INFO if report.repaired or report.orphans_removed else logging.DEBUG,
-            "mirror reconciled (%s): %s",
-            "every reminder" if full else f"changed since {_iso(changed_since or started)}",
-            report,
-        )
+            async with store.reconcile_turn() as turn:
+                plan = (
+                    None
+                    if turn is None
+                    else plan_pass(turn.now, turn.last_start, turn.last_full, interval, full_interval)
+                )
+                if turn is None or plan is None:
+                    log.debug("reconcile: another worker's turn")
+                    continue
+                full, changed_since = plan
+                began = time.monotonic()
+                try:
+                    report = await reconcile(client, store, changed_since=changed_since)
+                except Exception:  # noqa: BLE001 - try again next round; the reminders are unaffected
+                    log.exception("reconcile round failed")
+                    continue
+                turn.done(turn.now, full)
+                log.info(
+                    "mirror reconciled (%s) in %.1f s: %s",
+                    "every reminder" if changed_since is None else f"changed since {_iso(changed_since)}",
+                    time.monotonic() - began,
+                    report,
+                )
+        except DATABASE_ERRORS as err:
+            log.warning("reconcile round waits on PostgreSQL: %s", err)
 
 
 async def _main() -> None:

@@ -162,3 +162,37 @@ def test_a_periodic_pass_looks_up_only_rows_made_since(stack: Stack):
     assert report.orphans_removed >= 1
     with stack.client() as http:
         assert http.get(f"/reminder/{old}").status_code == 404
+
+
+def test_one_worker_at_a_time_holds_the_reconcile_schedule(stack: Stack):
+    """The schedule's row in PostgreSQL: a second worker asking while the first holds it is told no; what a
+    finished pass records is there for the next; a pass that fails records nothing."""
+    name = f"test-{new_number()}"
+
+    async def go() -> None:
+        pool = await asyncpg.create_pool(stack.run_info()["database_url"], min_size=2, max_size=3)
+        store = Store(pool)
+        try:
+            async with store.reconcile_turn(name) as first:
+                assert first is not None and first.last_start is None and first.last_full is None
+                async with store.reconcile_turn(name) as second:
+                    assert second is None
+                first.done(first.now, full=True)
+            async with store.reconcile_turn(name) as again:
+                assert again is not None
+                assert again.last_start == first.now and again.last_full == first.now
+                recorded = again.now
+                again.done(again.now, full=False)
+            with pytest.raises(RuntimeError):
+                async with store.reconcile_turn(name) as failing:
+                    assert failing is not None
+                    failing.done(failing.now, full=True)
+                    raise RuntimeError("the pass failed")
+            async with store.reconcile_turn(name) as last:
+                assert last is not None
+                assert last.last_start == recorded and last.last_full == first.now
+        finally:
+            await pool.execute("DELETE FROM reconcile_passes WHERE name = $1", name)
+            await pool.close()
+
+    asyncio.run(go())
