@@ -182,11 +182,16 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows, ReconcileRows):
         """The row, deleted or not."""
         return await self.pool.fetchrow("SELECT * FROM reminders WHERE reminder_id = $1", reminder_id)
 
-    async def rows_of(self, reminder_ids: list[str]) -> dict[str, asyncpg.Record]:
-        """The rows (deleted or not) of these reminders, by id: one round trip for a batch."""
+    async def rows_of(
+        self, reminder_ids: list[str], settling: timedelta = timedelta(0)
+    ) -> dict[str, asyncpg.Record]:
+        """The rows (deleted or not) of these reminders, by id, each saying whether it was written within
+        `settling`: one round trip for a batch."""
         rows = await self.pool.fetch(
-            "SELECT reminder_id, status, deleted_at FROM reminders WHERE reminder_id = ANY($1::text[])",
+            "SELECT reminder_id, status, deleted_at, updated_at > now() - $2::interval AS settling"
+            " FROM reminders WHERE reminder_id = ANY($1::text[])",
             reminder_ids,
+            settling,
         )
         return {r["reminder_id"]: r for r in rows}
 
