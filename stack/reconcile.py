@@ -2,9 +2,10 @@
 
 `python -m stack.reconcile` runs it once over every reminder; the workers run it every RECONCILE_INTERVAL
 seconds over what can have changed since the last pass, and over every reminder each
-RECONCILE_FULL_INTERVAL, one worker at a time by a schedule kept in PostgreSQL. Workflows write their own rows, with a sequence number so an old write never wins;
-this repairs what those writes cannot: a row lost with a restored database, a workflow an operator
-terminated, a row left by an API that died between writing it and starting the workflow.
+RECONCILE_FULL_INTERVAL, one worker at a time by a schedule kept in PostgreSQL. Workflows write their own
+rows, with a sequence number so an old write never wins; this repairs what those writes cannot: a row
+lost with a restored database, a workflow an operator terminated, a row left by an API that died between
+writing it and starting the workflow.
 
 A sleeping reminder (status scheduled, started before the last pass) changes nothing until its send is
 armed, so the periodic pass leaves it out: its cost follows the reminders sent, answered, created and
