@@ -18,11 +18,12 @@ class ReconcileTurn:
     now: datetime
     last_start: datetime | None
     last_full: datetime | None
-    done_at: datetime | None = None
+    finished: bool = False
     full: bool = False
 
-    def done(self, started: datetime, full: bool) -> None:
-        self.done_at, self.full = started, full
+    def done(self, full: bool) -> None:
+        """The pass that began at `now` finished (over every reminder, if `full`)."""
+        self.finished, self.full = True, full
 
 
 class ReconcileRows:
@@ -49,11 +50,11 @@ class ReconcileRows:
                     return
                 turn = ReconcileTurn(row["now"], row["last_start"], row["last_full"])
                 yield turn
-                if turn.done_at is not None:
+                if turn.finished:
                     await conn.execute(
                         "UPDATE reconcile_passes SET last_start = $2,"
                         " last_full = CASE WHEN $3 THEN $2 ELSE last_full END WHERE name = $1",
                         name,
-                        turn.done_at,
+                        turn.now,
                         turn.full,
                     )

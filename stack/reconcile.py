@@ -227,13 +227,12 @@ async def reconcile_forever(
             pass
         try:
             async with store.reconcile_turn() as turn:
-                plan = (
-                    None
-                    if turn is None
-                    else plan_pass(turn.now, turn.last_start, turn.last_full, interval, full_interval)
-                )
-                if turn is None or plan is None:
-                    log.debug("reconcile: another worker's turn")
+                if turn is None:
+                    log.debug("reconcile: another worker holds the schedule")
+                    continue
+                plan = plan_pass(turn.now, turn.last_start, turn.last_full, interval, full_interval)
+                if plan is None:
+                    log.debug("reconcile: a pass began within the interval")
                     continue
                 full, changed_since = plan
                 began = time.monotonic()
@@ -242,7 +241,7 @@ async def reconcile_forever(
                 except Exception:  # noqa: BLE001 - try again next round; the reminders are unaffected
                     log.exception("reconcile round failed")
                     continue
-                turn.done(turn.now, full)
+                turn.done(full)
                 log.info(
                     "mirror reconciled (%s) in %.1f s: %s",
                     "every reminder" if changed_since is None else f"changed since {_iso(changed_since)}",

@@ -187,16 +187,16 @@ def test_one_worker_at_a_time_holds_the_reconcile_schedule(stack: Stack):
                 assert first is not None and first.last_start is None and first.last_full is None
                 async with store.reconcile_turn(name) as second:
                     assert second is None
-                first.done(first.now, full=True)
+                first.done(full=True)
             async with store.reconcile_turn(name) as again:
                 assert again is not None
                 assert again.last_start == first.now and again.last_full == first.now
                 recorded = again.now
-                again.done(again.now, full=False)
+                again.done(full=False)
             with pytest.raises(RuntimeError):
                 async with store.reconcile_turn(name) as failing:
                     assert failing is not None
-                    failing.done(failing.now, full=True)
+                    failing.done(full=True)
                     raise RuntimeError("the pass failed")
             async with store.reconcile_turn(name) as last:
                 assert last is not None

@@ -33,10 +33,10 @@ class Schedule:
         try:
             turn = ReconcileTurn(datetime.now(UTC), self.last_start, self.last_full)
             yield turn
-            if turn.done_at is not None:
-                self.last_start = turn.done_at
+            if turn.finished:
+                self.last_start = turn.now
                 if turn.full:
-                    self.last_full = turn.done_at
+                    self.last_full = turn.now
         finally:
             self._held = False
 
