@@ -50,11 +50,11 @@ class Report:
         for section, build in (
             ("baseline", _baseline_rows),
             ("create", _create_rows),
+            ("replies", _replies_rows),
+            ("replies_2w", _replies_rows),
             ("burst", _burst_rows),
             ("burst_slow", _burst_rows),
-            ("replies", _replies_rows),
             ("burst_2w", _burst_rows),
-            ("replies_2w", _replies_rows),
             ("pacing", _pacing_rows),
             ("pacing_twilio", _pacing_rows),
             ("backlog", _backlog_rows),

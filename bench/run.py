@@ -62,16 +62,16 @@ QUICK["burst_2w"], QUICK["replies_2w"] = QUICK["burst"], QUICK["replies"]
 FULL = {**QUICK, "create": 2000, "burst": 5000, "burst_2w": 5000, "backlog": 100_000}
 ALL_PHASES = (
     "create",
+    "replies",
+    "replies_2w",
     "burst",
     "burst_slow",
-    "replies",
     "burst_2w",
-    "replies_2w",
     "backlog",
     "pacing",
     "pacing_twilio",
 )
-MAIN_PHASES = ("create", "burst", "burst_slow", "replies", "burst_2w", "replies_2w", "backlog")
+MAIN_PHASES = ("create", "replies", "replies_2w", "burst", "burst_slow", "burst_2w", "backlog")
 # With a second worker process on the same server: the quick profile runs them only when asked.
 SCALE_OUT_PHASES = ("burst_2w", "replies_2w")
 # The slow burst: the fake answers each send after a real provider's round trip.
@@ -83,7 +83,8 @@ RAW_FILL_CONCURRENCY = 100
 # The backlog's fills stop issuing creates this long after the main session began, finished or not.
 FILL_DEADLINE_S = 7200.0
 # The order phases run in: creates (taking turns with raw starts), then raw Temporal's burst before the
-# service's work piles up on the server.
+# service's work piles up on the server. The replies come before the bursts: a burst leaves its reminders'
+# workflow tasks on the worker for a minute after, and they share its cache with the replies' reminders.
 RUN_ORDER = ("create", "baseline", *ALL_PHASES[1:])
 # The quick profile must end within fourteen minutes whatever the service's speed: no phase eats into the
 # time the phases after it have reserved (the stack restart before pacing included). The two bursts share
@@ -452,7 +453,6 @@ def main_session(
         async with (
             http_client(stack) as http,
             running(worker),
-            AsyncExitStack() as scaled,
             AsyncExitStack() as background,
         ):
             ctx = phases.Ctx(
@@ -468,19 +468,18 @@ def main_session(
                 limits=limits(args),
                 say=say,
             )
-            second: list[int] = []
 
             async def two_workers(measure: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-                """The phase with a second worker process on the same server and PostgreSQL, started
-                for the first such phase and kept until the backlog, which measures one worker."""
-                if not second:
-                    say("scale-out: starting a second worker process")
-                    second.append(await scaled.enter_async_context(extra_worker(stack)))
-                cpu_before = usage(second[0])["cpu_s"]
-                result = await measure()
-                result["workers"] = 2
-                result["worker2_usage"] = usage(second[0])
-                result["worker2_cpu_s"] = round(result["worker2_usage"]["cpu_s"] - cpu_before, 2)
+                """The phase with a second worker process on the same server and PostgreSQL, started for
+                the phase and stopped after it: the phases between measure one worker."""
+                say("scale-out: starting a second worker process")
+                async with extra_worker(stack) as second:
+                    cpu_before = usage(second)["cpu_s"]
+                    result = await measure()
+                    result["workers"] = 2
+                    result["worker2_usage"] = usage(second)
+                    result["worker2_cpu_s"] = round(result["worker2_usage"]["cpu_s"] - cpu_before, 2)
+                say("scale-out: the second worker process stopped")
                 return result
 
             fills: dict[str, asyncio.Task[dict[str, Any]]] = {}
@@ -489,7 +488,8 @@ def main_session(
                 # Both backlogs fill in the background whenever their gates are open: in the bursts' leads,
                 # and in the backlog phase for what is left. Each is its own stack's work (the raw one on a
                 # dev server of its own), so they share only the machine. The raw stack fills from the
-                # first lead on; the service's from the two-worker burst's (see burst_2w).
+                # first lead on, niced: where both fill, the service's goes at the speed it has alone.
+                # The service's fills from the two-worker burst's lead (see burst_2w).
                 raw_gate = Gate()
                 ctx.gates.append(raw_gate)
                 raw_backlog = RawBacklog(
@@ -516,8 +516,8 @@ def main_session(
                 if fills and service_gate not in ctx.gates:
                     # The service's backlog is read on the way at 5,000 and 20,000 pending, so its fill
                     # begins here: the worker has answered the bursts and the replies before, as it has
-                    # when the full backlog is read, and this lead is quiet that long before its
-                    # reminders are armed.
+                    # when the full backlog is read (a worker that has run no 5,000 burst is 120 MB
+                    # smaller), and this lead is quiet that long before its reminders are armed.
                     ctx.gates.append(service_gate)
                     ctx.rest_gates.append(service_gate)
                     rest = stages_rest(ctx, sizes["backlog"])
@@ -528,10 +528,6 @@ def main_session(
             async def backlog() -> dict[str, Any]:
                 if service_gate not in ctx.gates:
                     ctx.gates.append(service_gate)
-                if second:
-                    say("scale-out: stopping the second worker process before the backlog")
-                    await scaled.aclose()
-                    second.clear()
                 t0 = time.monotonic()
                 for gate in ctx.gates:
                     gate.open("backlog phase")
@@ -576,6 +572,13 @@ def main_session(
             todo: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
                 ("create", lambda: phases.create_phase(ctx, sizes["create"])),
                 ("baseline", lambda: phases.baseline_phase(ctx, sizes["burst"])),
+                ("replies", lambda: replies.replies_phase(ctx, sizes["replies"])),
+                (
+                    "replies_2w",
+                    lambda: two_workers(
+                        lambda: replies.replies_phase(ctx, sizes["replies_2w"], prefix=9, raw=False)
+                    ),
+                ),
                 # The slow burst is created in the first one's lead and due just after it.
                 (
                     "burst",
@@ -589,14 +592,7 @@ def main_session(
                     "burst_slow",
                     lambda: phases.burst_phase(ctx, sizes["burst_slow"], latency=SLOW_PROVIDER_LATENCY),
                 ),
-                ("replies", lambda: replies.replies_phase(ctx, sizes["replies"])),
                 ("burst_2w", burst_2w),
-                (
-                    "replies_2w",
-                    lambda: two_workers(
-                        lambda: replies.replies_phase(ctx, sizes["replies_2w"], prefix=9, raw=False)
-                    ),
-                ),
                 ("backlog", backlog),
             ]
             # The budget (phase_end) and the bursts sharing a lead both count on this order.
