@@ -34,7 +34,7 @@ from bench.phases import (
     warm_up,
 )
 from bench.stats import summary
-from bench.system import disk_usage, lower_priority
+from bench.system import disk_usage
 from bench.workers import child_env, usage, wait_ready
 from devstack.embedded import TemporalDevServer, free_port, spawn, stop_process
 from devstack.harness import ROOT
@@ -181,11 +181,6 @@ class RawBacklog:
                 {"PYTHONPATH": str(ROOT), **child_env()},
             )
             await asyncio.to_thread(wait_ready, ready, self.worker, "raw worker")
-            # A memory reference, not a speed one: the raw stack fills on the CPU the service's fill and
-            # the measured phases leave (sharing the machine evenly, the service's fill ran at 132/s
-            # against 175 to 188 alone), and its figures are the memory it holds.
-            for pid in (self.server.proc.pid if self.server.proc else 0, self.worker.pid):
-                lower_priority(pid)
             client = await Client.connect(self.server.address)
             idle = self._usage()
         finally:

@@ -488,8 +488,7 @@ def main_session(
                 # Both backlogs fill in the background whenever their gates are open: in the bursts' leads,
                 # and in the backlog phase for what is left. Each is its own stack's work (the raw one on a
                 # dev server of its own), so they share only the machine. The raw stack fills from the
-                # first lead on, niced: where both fill, the service's goes at the speed it has alone.
-                # The service's fills from the two-worker burst's lead (see burst_2w).
+                # first lead on; the service's from the two-worker burst's (see burst_2w).
                 raw_gate = Gate()
                 ctx.gates.append(raw_gate)
                 raw_backlog = RawBacklog(

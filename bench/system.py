@@ -103,23 +103,6 @@ def descendants(pid: int) -> list[int]:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def lower_priority(pid: int, niceness: int = 19) -> int:
-    """Renices every thread of a process (Linux keeps a nice value per thread; threads started later take
-    their parent thread's): it then runs on what CPU the others leave. Answers how many threads."""
-    try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        return 0
-    done = 0
-    for tid in tids:
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, niceness)
-            done += 1
-        except OSError:
-            pass
-    return done
-
-
 def usage_of(pid: int) -> dict[str, float] | None:
     """RSS, PSS where the kernel gives it, and CPU seconds so far. PostgreSQL's processes share their
     buffers, so adding up their RSS counts the shared memory once per process; PSS splits it between them."""
