@@ -27,10 +27,10 @@ from bench.phases import (
     BACKLOG_STAGES,
     DAY,
     Ctx,
-    backlog_count,
     pooled,
     reminder_body,
     settle,
+    settle_queues,
     warm_up,
 )
 from bench.stats import summary
@@ -213,7 +213,7 @@ class RawBacklog:
             done = stage
             await gate.enter()
             try:
-                settled = await _settle(client, queue, time.time() + settle_s)
+                settled = await settle_queues(client, [queue], time.time() + settle_s)
                 held = self._usage()
             finally:
                 gate.leave()
@@ -245,22 +245,6 @@ class RawBacklog:
         if self.worker is not None:
             await asyncio.to_thread(stop_process, self.worker, "raw worker", 15)
         await asyncio.to_thread(self.server.stop)
-
-
-async def _settle(client: Client, queue: str, deadline: float) -> dict[str, Any]:
-    """Until the queue has had no backlog for a second (every workflow has run its first task)."""
-    t0 = time.monotonic()
-    quiet_since: float | None = None
-    while time.time() < deadline:
-        now = time.monotonic()
-        if await backlog_count(client, queue) == 0:
-            quiet_since = quiet_since or now
-            if now - quiet_since >= 1.0:
-                return {"seconds": round(now - t0, 2), "settled": True}
-        else:
-            quiet_since = None
-        await asyncio.sleep(0.25)
-    return {"seconds": round(time.monotonic() - t0, 2), "settled": False}
 
 
 async def read_times(ctx: Ctx, ids: list[str]) -> dict[str, Any]:

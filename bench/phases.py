@@ -184,6 +184,11 @@ async def settle(ctx: Ctx, queues: Iterable[str], deadline: float) -> dict[str, 
     """Waits until the task queues have had no backlog for a second, so one measurement does not run on
     top of the tail of the previous one. Answers how long that took, whether it happened, and how many
     tasks were still waiting when it ended."""
+    return await settle_queues(ctx.temporal, queues, deadline)
+
+
+async def settle_queues(client: Client, queues: Iterable[str], deadline: float) -> dict[str, Any]:
+    """`settle` on any server's client: the raw stack's too."""
     t0 = time.monotonic()
     quiet_since: float | None = None
     queues = list(queues)
@@ -192,7 +197,7 @@ async def settle(ctx: Ctx, queues: Iterable[str], deadline: float) -> dict[str, 
     failures = 0
     while time.time() < deadline:
         try:
-            pending = sum([await backlog_count(ctx.temporal, q) for q in queues])
+            pending = sum([await backlog_count(client, q) for q in queues])
             failures = 0
         except Exception:  # noqa: BLE001 - a busy server may time out once; one without stats always does
             failures += 1
