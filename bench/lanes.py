@@ -13,7 +13,6 @@ import asyncio
 import multiprocessing
 import statistics
 import time
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -32,8 +31,6 @@ BODY = (
 
 
 def _serve(port: Any, ready: Any) -> None:
-    # As `bench.run` does: the stdlib's listen backlog of 5 drops connections opened together.
-    ThreadingHTTPServer.request_queue_size = 1024
     fake = FakeProvider(receipts=False)
     fake.start()
     port.value = fake.port

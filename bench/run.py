@@ -20,7 +20,6 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -653,10 +652,6 @@ def main(argv: list[str] | None = None) -> int:
     global _t0, _started
     _t0, _started = time.monotonic(), time.time()
     args = parse_args(argv)
-    # The fake provider is the stdlib's ThreadingHTTPServer, whose listen backlog is 5. Two hundred
-    # activity slots sending at once overflow it, and each connection the kernel drops costs the service a
-    # one-second SYN retransmit: lateness that belongs to the fake, not to the service.
-    ThreadingHTTPServer.request_queue_size = 1024
     sizes = {**(FULL if args.full else QUICK), **args.size}
     report = Report(profile="full" if args.full else "quick")
     signal.signal(signal.SIGTERM, _interrupt)

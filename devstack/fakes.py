@@ -42,6 +42,14 @@ def segments_of(body: str) -> int:
     return 1 if len(body) <= single else -(-len(body) // multi)
 
 
+class _Server(ThreadingHTTPServer):
+    # A provider takes many connections at once. The stdlib's listen backlog of 5 drops connections opened
+    # together (a burst's sends, 16 of them), and each costs the sender a one-second SYN retransmit:
+    # lateness that would belong to the fake, not to the service.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 @dataclass
 class Received:
     """A message the provider took."""
@@ -156,8 +164,7 @@ class FakeProvider:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
