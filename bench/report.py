@@ -574,15 +574,16 @@ def _reconcile_rows(passes: dict[str, Any] | None) -> list[Row]:
     if "error" in passes:
         return [Row("backlog", "reconcile passes", passes["error"][:100])]
     rows = []
-    for name in ("every_reminder", "periodic", "periodic_nothing_new"):
+    for name in ("every_reminder", "periodic", "periodic_after_the_fill", "periodic_nothing_new"):
         if p := passes.get(name):
             cpu = p["cpu_s"]
             rows.append(
                 Row(
                     "backlog",
                     f"reconcile pass, {name.replace('_', ' ')}",
-                    f"{p['seconds']:.1f} s, {p['checked']} workflows listed, {p['orphans_checked']} rows"
-                    f" described; CPU-s server {cpu.get('temporal', 0):.1f}, bench {cpu.get('bench', 0):.1f}",
+                    f"{p['seconds']:.1f} s, {p['checked']} workflows listed, {p.get('rows_counted', 0)} rows"
+                    f" counted, {p['orphans_checked']} described; CPU-s server {cpu.get('temporal', 0):.1f},"
+                    f" bench {cpu.get('bench', 0):.1f}",
                 )
             )
     return rows

@@ -13,7 +13,14 @@ from db.store import Store
 from devstack.harness import FakeProvider, Stack, new_number, wait_until
 from settings import Settings
 from stack.clients import connect_temporal
-from stack.reconcile import QUERY_TIMEOUT, Report, listing, reconcile
+from stack.reconcile import (
+    COUNT_BATCH,
+    QUERY_TIMEOUT,
+    Report,
+    listing,
+    reconcile,
+    without_running_workflow,
+)
 from tests.e2e.test_operators_e2e import list_ids
 from tests.e2e.test_reminders_e2e import appointment_in, create, get, iso
 from tests.e2e.test_replies_e2e import sent_reminder
@@ -122,8 +129,8 @@ def test_a_row_without_a_workflow_is_removed_and_a_sleeping_one_is_not_looked_up
 
 
 def test_a_periodic_pass_lists_what_moved_and_leaves_sleeping_reminders_out(stack: Stack, fake: FakeProvider):
-    """The server's own filter, on its own visibility store: a reminder sleeping since before the pass's
-    window is left to the full pass; one sent, or started within the window, is compared."""
+    """The server's own filter, on its own visibility store: a sleeping reminder, even one started within
+    the pass's window, is left to the full pass (its row is checked by a count); one sent is compared."""
     number = new_number()
     before = datetime.now(UTC) - timedelta(seconds=2)
     sleeping = create(
@@ -146,8 +153,27 @@ def test_a_periodic_pass_lists_what_moved_and_leaves_sleeping_reminders_out(stac
         return set(list_ids(stack, f"ContactNumber = '{number}' AND {query}")) & mine
 
     assert listed(None) == mine
-    assert listed(before) == mine
+    assert listed(before) == {f"reminder-{sent}"}
     assert listed(after) == {f"reminder-{sent}"}
+
+
+def test_rows_made_since_are_checked_by_counting_their_workflows(stack: Stack):
+    """The periodic pass's orphan check: per batch of rows one count of running workflows, a listing of
+    the batch where it falls short. Two batches, one of them a full one, on the server's own query."""
+    number = new_number()
+    sleeping = create(
+        stack, contact_number=number, appointment_time=iso(appointment_in(timedelta(days=2))), notify_window=1
+    )
+    wait_until(lambda: list_ids(stack, f"ContactNumber = '{number}'"), what="the sleeping reminder listed")
+    missing = {f"{i:032x}" for i in range(COUNT_BATCH + 50)}
+
+    async def go() -> set[str]:
+        client = await connect_temporal(
+            Settings(_env_file=None, temporal_address=stack.run_info()["temporal"])
+        )
+        return await without_running_workflow(client, {sleeping, *missing, "not'plain"})
+
+    assert asyncio.run(go()) == {*missing, "not'plain"}
 
 
 def test_a_periodic_pass_looks_up_only_rows_made_since(stack: Stack):
