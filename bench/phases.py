@@ -13,7 +13,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -115,6 +115,10 @@ class Ctx:
     prepared: dict[int, PreparedBurst] = field(default_factory=dict)
     # When the reminders of the burst being prepared begin to be armed: memory read after it is not at rest.
     arming_from: float = math.inf
+    # Work of other stacks run once in a burst's lead, with the fills held, if the lead has `lead_work_s`
+    # left before its quiet last stretch (the pacing stacks: light work, bound by the providers' rates).
+    lead_work: Callable[[], Awaitable[None]] | None = None
+    lead_work_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.arrivals = Arrivals(self.fake)
@@ -483,6 +487,9 @@ async def _prepare_bursts(
         second = await _create_burst(ctx, then[0], then[1], second_digit, instant + NEXT_BURST_GAP_S)
         second.after = instant
         ctx.prepared[second_digit] = second
+    if ctx.lead_work is not None and instant - FILLS_STOP_AHEAD_S - time.time() >= ctx.lead_work_s:
+        work, ctx.lead_work = ctx.lead_work, None
+        await work()
     if ctx.gates:
         # Nothing is measured until the arming's last minute: the backlog fills meanwhile. In a quiet
         # stretch before the arming, only the fill whose memory is read there runs.

@@ -182,9 +182,7 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows, ReconcileRows):
         """The row, deleted or not."""
         return await self.pool.fetchrow("SELECT * FROM reminders WHERE reminder_id = $1", reminder_id)
 
-    async def rows_of(
-        self, reminder_ids: list[str], settling: timedelta = timedelta(0)
-    ) -> dict[str, asyncpg.Record]:
+    async def rows_of(self, reminder_ids: list[str], settling: timedelta) -> dict[str, asyncpg.Record]:
         """The rows (deleted or not) of these reminders, by id, each saying whether it was written within
         `settling`: one round trip for a batch."""
         rows = await self.pool.fetch(

@@ -116,6 +116,34 @@ def test_three_workers_make_one_pass_an_interval_between_them(monkeypatch):
     assert min(gaps) >= 0.085
 
 
+def test_a_pass_under_way_gives_way_to_the_workers_stop(monkeypatch):
+    """A worker told to stop does not wait out a pass (at 100,000 reminders one took most of a minute): the
+    pass is cancelled, and the schedule records nothing, so the next pass covers its ground."""
+    stop = asyncio.Event()
+    schedule = Schedule()
+    cancelled = []
+
+    async def slow(client, store, *, changed_since=None, **_):
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(changed_since)
+            raise
+        return Report()
+
+    monkeypatch.setattr(module, "reconcile", slow)
+
+    async def go() -> None:
+        loop = asyncio.create_task(reconcile_forever(None, schedule, 0.01, stop, 3600))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(loop, 1)
+
+    asyncio.run(go())
+    assert cancelled == [None]
+    assert (schedule.last_start, schedule.last_full) == (None, None)
+
+
 def test_plan_pass() -> None:
     interval, day = 300.0, 86400.0
     assert plan_pass(NOW, None, None, interval, day) == (True, None)
