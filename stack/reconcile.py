@@ -176,10 +176,10 @@ async def reconcile(
     report = Report()
     query = listing(datetime.now(UTC), changed_since, closed_since)
     # A sleeping reminder's row keeps seq 0 until its workflow first writes it, days later: a row is an
-    # orphan candidate only when the listing does not show its workflow. Read before the listing, so every
-    # candidate is already ORPHAN_AGE old when it starts; each left over costs the server one describe. A
-    # periodic pass takes only rows made since `changed_since`, whose workflows (started after their rows)
-    # its listing shows by their start time.
+    # orphan candidate only when the server does not show its workflow. Read before the listing, so every
+    # candidate is already ORPHAN_AGE old when it starts; each left over costs the server one describe. The
+    # pass over every reminder finds their workflows in its listing; a periodic pass takes only rows made
+    # since `changed_since`, and counts their workflows (`without_running_workflow`).
     candidates = await store.unstarted_rows(older_than=ORPHAN_AGE, created_after=changed_since)
     full = changed_since is None
     batch: list[WorkflowExecution] = []
