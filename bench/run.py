@@ -18,8 +18,8 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -296,25 +296,15 @@ StackSpec = tuple[
 def with_stacks(workdir: Path, report: Report, specs: list[StackSpec]) -> None:
     """Starts a stack (and its fake provider) for each spec, runs their sessions at the same time, and
     stops every one of them whatever happens."""
-    fakes: list[FakeProvider] = []
-    stacks: list[Stack] = []
-    try:
-        start_stacks(workdir, report, specs, fakes, stacks)
+    with open_stacks(workdir, report, specs) as (fakes, stacks):
         run_async(sessions(specs, fakes, stacks))
-    finally:
-        stop_stacks(fakes, stacks)
 
 
 async def stacks_within(workdir: Path, report: Report, specs: list[StackSpec]) -> None:
     """`with_stacks` from inside a running session: the stacks' start and stop (a few seconds each) hold up
     the session's loop, so it is used where the session waits anyway."""
-    fakes: list[FakeProvider] = []
-    stacks: list[Stack] = []
-    try:
-        start_stacks(workdir, report, specs, fakes, stacks)
+    with open_stacks(workdir, report, specs) as (fakes, stacks):
         await sessions(specs, fakes, stacks)
-    finally:
-        stop_stacks(fakes, stacks)
 
 
 async def sessions(specs: list[StackSpec], fakes: list[FakeProvider], stacks: list[Stack]) -> None:
@@ -323,34 +313,37 @@ async def sessions(specs: list[StackSpec], fakes: list[FakeProvider], stacks: li
     )
 
 
-def stop_stacks(fakes: list[FakeProvider], stacks: list[Stack]) -> None:
-    for stack in reversed(stacks):
-        stop_stack(stack)
-    for fake in fakes:
-        fake.stop()
-
-
-def start_stacks(
-    workdir: Path, report: Report, specs: list[StackSpec], fakes: list[FakeProvider], stacks: list[Stack]
-) -> None:
-    """Starts each spec's fake and stack, adding them to `fakes` and `stacks` as they start (what started
-    is stopped by the caller, whatever happens)."""
-    for name, fake, env, _ in specs:
-        fake.start()
-        fakes.append(fake)
-        stack_vars = env(fake)
-        stack = Stack(workdir / name, stack_vars)
-        stacks.append(stack)
-        report.settings[name] = {
-            "env": {k: v for k, v in stack_vars.items() if "KEY" not in k},
-            "effective": effective_settings(stack_vars),
-            "fake_rate_limit_per_number": fake.rate_limit_per_number,
-        }
-        say(f"{name}: starting the stack (launcher, embedded Temporal and PostgreSQL, worker, API)")
-        t0 = time.monotonic()
-        stack.start(timeout=120)
-        report.settings[name]["startup_s"] = round(time.monotonic() - t0, 2)
-        say(f"{name}: up in {time.monotonic() - t0:.1f} s at {stack.url}")
+@contextmanager
+def open_stacks(
+    workdir: Path, report: Report, specs: list[StackSpec]
+) -> Iterator[tuple[list[FakeProvider], list[Stack]]]:
+    """Each spec's fake and stack, started in turn; every one that started is stopped on the way out,
+    whatever happens."""
+    fakes: list[FakeProvider] = []
+    stacks: list[Stack] = []
+    try:
+        for name, fake, env, _ in specs:
+            fake.start()
+            fakes.append(fake)
+            stack_vars = env(fake)
+            stack = Stack(workdir / name, stack_vars)
+            stacks.append(stack)
+            report.settings[name] = {
+                "env": {k: v for k, v in stack_vars.items() if "KEY" not in k},
+                "effective": effective_settings(stack_vars),
+                "fake_rate_limit_per_number": fake.rate_limit_per_number,
+            }
+            say(f"{name}: starting the stack (launcher, embedded Temporal and PostgreSQL, worker, API)")
+            t0 = time.monotonic()
+            stack.start(timeout=120)
+            report.settings[name]["startup_s"] = round(time.monotonic() - t0, 2)
+            say(f"{name}: up in {time.monotonic() - t0:.1f} s at {stack.url}")
+        yield fakes, stacks
+    finally:
+        for stack in reversed(stacks):
+            stop_stack(stack)
+        for fake in fakes:
+            fake.stop()
 
 
 def memory_of(stack: Stack) -> dict[str, Any]:
