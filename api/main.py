@@ -15,7 +15,7 @@ from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
 from api.metrics import router as metrics_router
-from api.routes import events, health, inbox, opt_outs, reminders, reports, resend, webhooks
+from api.routes import batch, events, health, inbox, opt_outs, reminders, reports, resend, webhooks
 from settings import Settings, get_settings
 from stack.logs import setup_logging
 from stack.trim import trim_forever
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics_router)
+    # Before the reminders' routes: `/reminder/batch` is not a reminder id.
+    app.include_router(batch.router)
     app.include_router(reminders.router)
     app.include_router(resend.router)
     app.include_router(opt_outs.router)

@@ -33,6 +33,7 @@ class InvalidInput(ValueError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+        self.problem = problem
 
 
 def parse_contact_number(value: Any, field: str = "contact_number") -> str:

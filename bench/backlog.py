@@ -41,6 +41,9 @@ from devstack.harness import ROOT
 
 # How far off the raw backlog's workflows start: days, like the reminders the service's backlog holds.
 RAW_BACKLOG_DELAY = timedelta(days=2)
+# The service's fill: reminders a request, and requests in flight (as many creates in flight as the raw fill).
+FILL_BATCH = 50
+FILL_REQUESTS = 2
 # At each pending count, memory is read once the worker has no task queued, or after this long.
 STAGE_SETTLE_S = 10.0
 
@@ -56,9 +59,14 @@ async def _shifted(op: Callable[[int], Awaitable[Any]], base: int, i: int) -> An
     return await op(base + i)
 
 
-def _fill_figures(batches: list[Batch], gate: Gate, began: float | None) -> dict[str, Any]:
-    """The creates of a fill, their rate counted over the time the gate was open until its last one."""
+def _fill_figures(
+    batches: list[Batch], gate: Gate, began: float | None, made: int | None = None
+) -> dict[str, Any]:
+    """The creates of a fill, their rate counted over the time the gate was open until its last one.
+    `made`: how many a fill of batch requests made (its requests' figures are under `requests`)."""
     figures = pooled(batches).figures() if batches else {}
+    if made is not None:
+        figures = {"count": made, "ok": made, "batch_size": FILL_BATCH, "requests": figures}
     if batches and began is not None:
         open_s = gate.open_seconds(since=began, until=max(b.ended_at for b in batches))
         figures["gate_open_s"] = round(open_s, 1)
@@ -69,17 +77,27 @@ def _fill_figures(batches: list[Batch], gate: Gate, began: float | None) -> dict
 async def service_fill(
     ctx: Ctx, count: int, usage_of_stack: Callable[[], dict[str, Any]], gate: Gate
 ) -> dict[str, Any]:
-    """`count` reminders through POST /reminder, each due days ahead, while the gate is open."""
+    """`count` reminders through POST /reminder/batch (FILL_BATCH a request), each due days ahead, while
+    the gate is open. The create phase times single creates; the backlog needs them made."""
     contacts = ctx.contacts(5, count)
     start = time.time() + 3 * DAY
     # Spread over a week so the notify times are days ahead and distinct.
     bodies = [reminder_body(c, start + (i * 6.048) % (7 * DAY), 24) for i, c in enumerate(contacts)]
 
-    async def create(i: int) -> str:
-        response = await ctx.http.post("/reminder", json=bodies[i])
-        if response.status_code != 200:
-            raise RuntimeError(f"POST /reminder answered {response.status_code}: {response.text[:200]}")
-        return str(response.json()["reminder_id"])
+    def batch_of(done: int, upto: int) -> Callable[[int], Awaitable[list[str]]]:
+        """Request j of a stage: the reminders from done + j * FILL_BATCH, up to the stage's end."""
+
+        async def create(j: int) -> list[str]:
+            first = done + j * FILL_BATCH
+            chunk = bodies[first : min(first + FILL_BATCH, upto)]
+            response = await ctx.http.post("/reminder/batch", json={"reminders": chunk})
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"POST /reminder/batch answered {response.status_code}: {response.text[:200]}"
+                )
+            return [str(r) for r in response.json()["reminder_ids"]]
+
+        return create
 
     await gate.enter()
     before = usage_of_stack()
@@ -92,18 +110,18 @@ async def service_fill(
     for stage in backlog_stages(count):
         ctx.say(f"backlog: creating reminders {done + 1} to {stage} whenever nothing is measured")
         batch = await run_batch(
-            stage - done,
-            ctx.concurrency,
-            functools.partial(_shifted, create, done),
+            -(-(stage - done) // FILL_BATCH),
+            FILL_REQUESTS,
+            batch_of(done, stage),
             ctx.by(ctx.limits.creates_s),
             gate,
         )
         batches.append(batch)
-        ids += [r for r in batch.results if r]
+        ids += [r for made in batch.results if made for r in made]
         done = stage
         if stage == count:
             # The backlog phase reads the full backlog's memory, the fills done and the stack at rest.
-            stages.append({"pending": len(ids), "create": batch.figures()})
+            stages.append({"pending": len(ids), "requests": batch.figures()})
             break
         # Read inside an opening of the gate: between measurements, not during one.
         await gate.enter()
@@ -112,7 +130,7 @@ async def service_fill(
             stages.append(
                 {
                     "pending": len(ids),
-                    "create": batch.figures(),
+                    "requests": batch.figures(),
                     "settle": settled,
                     "usage": usage_of_stack(),
                     "during": gate.windows[-1]["why"] if gate.windows else None,
@@ -125,7 +143,7 @@ async def service_fill(
         ctx.say(f"backlog: {len(ids)} reminders pending; memory read")
     return {
         "ids": ids,
-        "create": _fill_figures(batches, gate, began),
+        "create": _fill_figures(batches, gate, began, made=len(ids)),
         "stages": stages,
         "usage_before": before,
     }

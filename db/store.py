@@ -45,6 +45,18 @@ DB_WAIT_FIRST = 0.2
 DB_WAIT_LONGEST = 3.0
 
 
+class _Conflict(Exception):
+    """A create's Idempotency-Key names a row made by another request: its batch is rolled back."""
+
+
+# The API's first row of a new reminder; a row already there (a retried create) is left as it is.
+_INSERT_NEW = (
+    f"INSERT INTO reminders ({STATE_COLUMNS}, request_hash, segments)"
+    f" VALUES ({STATE_VALUES}, ${STATE_ARGS + 1}, ${STATE_ARGS + 2})"
+    " ON CONFLICT (reminder_id) DO NOTHING"
+)
+
+
 async def waiting_for_postgres(what: str, call: Callable[[], Awaitable[T]]) -> T:
     """Runs a database call until PostgreSQL answers; other errors are raised. A send waits out an outage
     inside its attempt (it heartbeats meanwhile) and goes on within seconds of PostgreSQL's return: failing
@@ -143,20 +155,35 @@ class Store(MessageRows, ConsentRows, EventRows, ReportRows, ReconcileRows):
         writes carry higher sequence numbers and win. Answers whether this call made the row, and the
         request hash the row holds."""
         async with self.pool.acquire() as conn:
-            status = await conn.execute(
-                f"INSERT INTO reminders ({STATE_COLUMNS}, request_hash, segments)"
-                f" VALUES ({STATE_VALUES}, ${STATE_ARGS + 1}, ${STATE_ARGS + 2})"
-                " ON CONFLICT (reminder_id) DO NOTHING",
-                *state_args(state),
-                request_hash,
-                segments,
-            )
+            status = await conn.execute(_INSERT_NEW, *state_args(state), request_hash, segments)
             if status.endswith(" 1"):
                 return True, request_hash
             held = await conn.fetchval(
                 "SELECT request_hash FROM reminders WHERE reminder_id = $1", state.reminder_id
             )
             return False, held
+
+    async def insert_many(self, rows: list[tuple[ReminderState, str | None, int]]) -> set[str] | None:
+        """insert_new for several (state, request hash, segments), all or none, in one round trip: answers
+        the ids this call made; None, and nothing made, when a row there already holds another request."""
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    made_rows = await conn.fetchmany(
+                        f"{_INSERT_NEW} RETURNING reminder_id", [(*state_args(s), h, n) for s, h, n in rows]
+                    )
+                    made = {r["reminder_id"] for r in made_rows}
+                    wanted = {s.reminder_id: h for s, h, _ in rows if s.reminder_id not in made}
+                    if wanted:
+                        held = await conn.fetch(
+                            "SELECT reminder_id, request_hash FROM reminders WHERE reminder_id = ANY($1::text[])",
+                            list(wanted),
+                        )
+                        if any(r["request_hash"] != wanted[r["reminder_id"]] for r in held):
+                            raise _Conflict
+            except _Conflict:
+                return None
+        return made
 
     async def set_segments(self, reminder_id: str, segments: int) -> None:
         await self.pool.execute(

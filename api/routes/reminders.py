@@ -10,6 +10,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +43,15 @@ from api.validation import InvalidInput, NewReminder, read_json
 from db.views import message_view, reminder_view
 from rules.segments import Encoding, encoding_of
 from stack.codec import contact_search_value
-from workflows.models import Purpose, Reschedule, Status, initial_state, workflow_id
+from workflows.models import (
+    Purpose,
+    ReminderInput,
+    ReminderState,
+    Reschedule,
+    Status,
+    initial_state,
+    workflow_id,
+)
 from workflows.reminder import ReminderWorkflow
 
 log = logging.getLogger("reminders.api")
@@ -113,30 +122,56 @@ async def create_reminder(
     return await create_from(await read_json(request), services, idempotency_key)
 
 
-async def create_from(body: Any, services: ServicesDep, idem: str | None) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class NewCreate:
+    """A create validated and keyed, nothing made yet: its workflow's input, its first row, the hash of the
+    request an Idempotency-Key binds it to, and its text's segments."""
+
+    inp: ReminderInput
+    state: ReminderState
+    request_hash: str | None
+    segments: int
+
+
+def prepare_create(body: Any, services: ServicesDep, idem: str | None) -> NewCreate:
+    """Reads one create's body; raises the InvalidInput naming a field it breaks. Changes nothing."""
     settings = services.settings
     new: NewReminder = ReminderRequest.read(body, quiet=settings.quiet)
     request_hash = None
     reminder_id = None
     if idem is not None:
-        if not 1 <= len(idem) <= MAX_IDEMPOTENCY_KEY:
-            raise InvalidInput("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
         reminder_id = uuid.uuid5(IDEMPOTENCY_NAMESPACE, idem).hex
         request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     inp = new.to_input(reminder_id)
     if settings.payload_encryption_key:
         inp.contact_search = contact_search_value(settings.payload_encryption_key, inp.contact_number)
-    store = await services.store()
-    temporal = await services.temporal()
     segments = reminder_segments(
         services.texts, inp.appt_user_dt, inp.location, inp.participant, inp.language, inp.reminder_id
     )
-    state = initial_state(inp)
-    made, held_hash = await store.insert_new(state, request_hash, segments)
-    if not made and held_hash != request_hash:
+    return NewCreate(inp, initial_state(inp), request_hash, segments)
+
+
+def created(reminder_id: str) -> None:
+    CREATED.inc()
+    log.info("created reminder %s", reminder_id, extra={"reminder_id": reminder_id})
+
+
+def check_idempotency_key(idem: str | None) -> None:
+    if idem is not None and not 1 <= len(idem) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidInput("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+
+
+async def create_from(body: Any, services: ServicesDep, idem: str | None) -> dict[str, str]:
+    check_idempotency_key(idem)
+    new = prepare_create(body, services, idem)
+    inp = new.inp
+    store = await services.store()
+    temporal = await services.temporal()
+    made, held_hash = await store.insert_new(new.state, new.request_hash, new.segments)
+    if not made and held_hash != new.request_hash:
         raise ApiError(409, "Idempotency-Key was already used with a different body")
     try:
-        await start_reminder(temporal, inp, settings.task_queue, state)
+        await start_reminder(temporal, inp, services.settings.task_queue, new.state)
     except WorkflowAlreadyStartedError:
         pass
     except (RPCError, RuntimeError) as err:
@@ -145,8 +180,7 @@ async def create_from(body: Any, services: ServicesDep, idem: str | None) -> dic
             await store.forget(inp.reminder_id)
         raise Unavailable("Temporal") from err
     if made:
-        CREATED.inc()
-        log.info("created reminder %s", inp.reminder_id, extra={"reminder_id": inp.reminder_id})
+        created(inp.reminder_id)
     return {
         "reminder_id": inp.reminder_id,
         "message": f"Successfully created a reminder with id {inp.reminder_id}.",
