@@ -75,8 +75,6 @@ def read_batch(data: Any, services: ServicesDep, idem: str | None) -> list[NewCr
             news.append(prepare_create(body, services, f"batch:{idem}:{i}" if idem is not None else None))
         except InvalidInput as err:
             raise InvalidInput(f"reminders[{i}].{err.field}", err.problem) from None
-    if len({n.inp.reminder_id for n in news}) < len(news):  # pragma: no cover - keyed by place or random
-        raise InvalidInput("reminders", "names one reminder twice")
     return news
 
 
