@@ -35,6 +35,7 @@ FUZZ = settings(
 # Per test; the module's total must stay at or above MIN_REQUESTS (checked by the last test).
 EXAMPLES = {
     "create": 500,
+    "batch": 100,
     "list": 200,
     "by_id": 200,
     "patch": 200,
@@ -54,7 +55,14 @@ def fuzz(name: str) -> settings:
 
 # A few contacts reused across examples, so inbound texts find reminders that were really sent.
 CONTACTS = ["15550000001", "15550000002", "15550000003", "447700900123"]
-ROUTES_POST = ["/reminder", "/", "/webhooks/flowroute", "/webhooks/flowroute/dlr", "/webhooks/twilio"]
+ROUTES_POST = [
+    "/reminder",
+    "/",
+    "/webhooks/flowroute",
+    "/webhooks/flowroute/dlr",
+    "/webhooks/twilio",
+    "/reminder/batch",
+]
 JSON_POST = ROUTES_POST[:4]
 ZONES_WITHOUT_GAPS = ["UTC", "Asia/Tokyo", "America/Phoenix", "Asia/Kolkata", "Etc/GMT+5"]
 ZONES = [*ZONES_WITHOUT_GAPS, "America/New_York", "Europe/London", "Australia/Lord_Howe", "Pacific/Chatham"]
@@ -250,6 +258,31 @@ def test_create_reminder(api: InProcessApi, case: tuple[Any, bool], key: str | N
         assert response.status_code in (200, 400, 409), (body, key, response.text)
     if response.status_code == 200:
         created_ids.append(response.json()["reminder_id"])
+
+
+# POST /reminder/batch: good and hostile items mixed, the same keys reused
+
+
+@fuzz("batch")
+@given(
+    st.lists(
+        st.one_of(valid_reminders().map(lambda b: (b, True)), hostile_reminders().map(lambda b: (b, False))),
+        max_size=4,
+    ),
+    idempotency_keys,
+)
+def test_create_batch(api: InProcessApi, cases: list[tuple[Any, bool]], key: str | None) -> None:
+    bodies = [body for body, _ in cases]
+    headers = {} if key is None else {"Idempotency-Key": key}
+    response = post_json(api, "batch", "/reminder/batch", {"reminders": bodies}, headers)
+    if cases and all(valid for _, valid in cases) and key is None:
+        assert response.status_code == 200, (bodies, response.text)
+    else:
+        assert response.status_code in (200, 400, 409), (bodies, key, response.text)
+    if response.status_code == 200:
+        ids = response.json()["reminder_ids"]
+        assert len(ids) == len(bodies)
+        created_ids.extend(ids)
 
 
 # GET /reminder
