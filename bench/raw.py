@@ -6,6 +6,7 @@ defined in; the bench's own process runs their worker.
 
 from __future__ import annotations
 
+import asyncio
 import py_compile
 import time
 from datetime import timedelta
@@ -82,6 +83,35 @@ class RawReply:
         self._inbox.append(body)
 
 
+@workflow.defn(name="BenchReplyShaped")
+class RawReplyShaped:
+    """The reply workflow shaped like a reminder awaiting its answer: started with the service's four search
+    attributes and a summary (from the client), it has run one activity (its reminder's send) and holds a
+    pending timer (its appointment) when the reply comes; the reply itself is RawReply's."""
+
+    def __init__(self) -> None:
+        self._inbox: list[str] = []
+
+    @workflow.run
+    async def run(self, key: str) -> None:
+        await workflow.execute_activity(ARRIVED_ACTIVITY, key, start_to_close_timeout=timedelta(seconds=30))
+        workflow.upsert_search_attributes([STATUS.value_set("awaiting_reply")])
+        appointment = asyncio.ensure_future(workflow.sleep(timedelta(hours=2)))
+        while True:
+            await workflow.wait_condition(lambda: bool(self._inbox) or appointment.done())
+            if appointment.done():
+                return
+            self._inbox.pop(0)
+            workflow.upsert_search_attributes([STATUS.value_set("confirmed")])
+            await workflow.execute_local_activity(
+                ANSWERED_ACTIVITY, key, start_to_close_timeout=timedelta(seconds=30)
+            )
+
+    @workflow.signal
+    def reply(self, body: str) -> None:
+        self._inbox.append(body)
+
+
 class Recorder:
     """Plays the fake provider's part for the baseline: when did each burst workflow's activity run."""
 
@@ -116,7 +146,7 @@ def raw_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RawSleep, RawSleepCarrying, RawBurst, RawReply],
+        workflows=[RawSleep, RawSleepCarrying, RawBurst, RawReply, RawReplyShaped],
         activities=[recorder.arrived, recorder.answered],
         max_cached_workflows=cache_size,
         max_concurrent_workflow_tasks=task_slots,
@@ -131,7 +161,6 @@ async def _serve(
     address: str, task_queue: str, cache_size: int, pollers: int, ready: str, sandboxed: bool
 ) -> None:
     """A minimal worker process, for the memory baseline: the raw workflows and nothing else."""
-    import asyncio
     import os
     import signal
     from pathlib import Path
@@ -156,7 +185,6 @@ async def _serve(
 
 
 if __name__ == "__main__":
-    import asyncio
     import sys
 
     address, queue, cache, pollers, ready_file, sandbox = sys.argv[1:7]
