@@ -60,6 +60,16 @@ class RawBurst:
         )
 
 
+async def _answer(inbox: list[str], key: str) -> None:
+    """A reply's work, the same in both reply workflows: take it, upsert one search attribute, answer with a
+    local activity."""
+    inbox.pop(0)
+    workflow.upsert_search_attributes([STATUS.value_set("confirmed")])
+    await workflow.execute_local_activity(
+        ANSWERED_ACTIVITY, key, start_to_close_timeout=timedelta(seconds=30)
+    )
+
+
 @workflow.defn(name="BenchReply")
 class RawReply:
     """A reminder reduced to what a reply costs it: a signal wakes it, it upserts one search attribute and
@@ -72,11 +82,7 @@ class RawReply:
     async def run(self, key: str) -> None:
         while True:
             await workflow.wait_condition(lambda: bool(self._inbox))
-            self._inbox.pop(0)
-            workflow.upsert_search_attributes([STATUS.value_set("confirmed")])
-            await workflow.execute_local_activity(
-                ANSWERED_ACTIVITY, key, start_to_close_timeout=timedelta(seconds=30)
-            )
+            await _answer(self._inbox, key)
 
     @workflow.signal
     def reply(self, body: str) -> None:
@@ -101,11 +107,7 @@ class RawReplyShaped:
             await workflow.wait_condition(lambda: bool(self._inbox) or appointment.done())
             if appointment.done():
                 return
-            self._inbox.pop(0)
-            workflow.upsert_search_attributes([STATUS.value_set("confirmed")])
-            await workflow.execute_local_activity(
-                ANSWERED_ACTIVITY, key, start_to_close_timeout=timedelta(seconds=30)
-            )
+            await _answer(self._inbox, key)
 
     @workflow.signal
     def reply(self, body: str) -> None:

@@ -498,7 +498,9 @@ def main_session(
                     result["workers"] = 2
                     result["worker2_usage"] = usage(second)
                     result["worker2_cpu_s"] = round(result["worker2_usage"]["cpu_s"] - cpu_before, 2)
-                say("scale-out: the second worker process stopped")
+                    stopping = time.monotonic()
+                result["worker2_stop_s"] = round(time.monotonic() - stopping, 1)
+                say(f"scale-out: the second worker process stopped in {result['worker2_stop_s']} s")
                 return result
 
             def rates() -> dict[str, float]:

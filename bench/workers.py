@@ -17,6 +17,10 @@ from devstack.embedded import spawn, stop_process
 from devstack.harness import ROOT, Stack
 
 READY_TIMEOUT_S = 60.0
+# Right after a 5,000 burst the server is still working through the burst's completions, and a worker's
+# graceful stop waits on its calls to it (heartbeats, workflow task completions, polls): more than 20 s in
+# every full profile that tried. Killed sooner, the stop's length would not be known.
+STOP_TIMEOUT_S = 90.0
 
 
 def wait_ready(ready: Path, proc: Any, what: str) -> None:
@@ -48,7 +52,7 @@ async def extra_worker(stack: Stack, name: str = "worker2") -> AsyncIterator[int
         await asyncio.to_thread(wait_ready, ready, proc, name)
         yield proc.pid
     finally:
-        await asyncio.to_thread(stop_process, proc, name, 20)
+        await asyncio.to_thread(stop_process, proc, name, STOP_TIMEOUT_S)
 
 
 def usage(pid: int) -> dict[str, Any]:
