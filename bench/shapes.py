@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,9 @@ from typing import Any
 from temporalio.client import Client
 
 from api.starts import search_attributes_of, summary_of
+from bench.load import run_batch
 from bench.raw import RawReply, RawReplyShaped, Recorder, raw_worker
+from bench.system import usage_of
 from devstack.embedded import TemporalDevServer, free_port
 from workflows.models import ReminderInput
 
@@ -45,8 +46,10 @@ TURN_QUIET_WAIT_S = 20.0
 
 
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    got = usage_of(pid)
+    if got is None:
+        raise RuntimeError(f"the dev server (pid {pid}) cannot be read")
+    return got["cpu_s"]
 
 
 def _reminder_start(i: int) -> dict[str, Any]:
@@ -65,14 +68,10 @@ def _reminder_start(i: int) -> dict[str, Any]:
     return {"search_attributes": search_attributes_of(inp), "static_summary": summary_of(inp)}
 
 
-async def _gathered(count: int, job: Callable[[int], Any]) -> None:
-    slots = asyncio.Semaphore(IN_FLIGHT)
-
-    async def one(i: int) -> None:
-        async with slots:
-            await job(i)
-
-    await asyncio.gather(*(one(i) for i in range(count)))
+async def _gathered(count: int, job: Callable[[int], Awaitable[Any]]) -> None:
+    batch = await run_batch(count, IN_FLIGHT, job)
+    if batch.errors:
+        raise RuntimeError(f"{len(batch.errors)} of {count} calls failed: {batch.errors[:3]}")
 
 
 async def _quiet(pid: int, limit: float = QUIET_WAIT_S) -> float:
