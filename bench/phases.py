@@ -119,6 +119,8 @@ class Ctx:
     # left before its quiet last stretch (the pacing stacks: light work, bound by the providers' rates).
     lead_work: Callable[[], Awaitable[None]] | None = None
     lead_work_s: float = 0.0
+    # --pin-server: the replies' turns run with the Temporal server on a CPU of its own.
+    pin_server: bool = False
 
     def __post_init__(self) -> None:
         self.arrivals = Arrivals(self.fake)

@@ -5,6 +5,7 @@ server. The two sides take turns, as the creates do."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
@@ -25,7 +26,7 @@ from bench.phases import (
 )
 from bench.raw import RawReply
 from bench.stats import summary
-from bench.system import cpu_seconds, cpu_spent
+from bench.system import cpu_seconds, cpu_spent, server_on_own_core
 
 # Before the replies' reminders are set up, the workers must have been this idle (a share of a core) over
 # a window of this many seconds, waiting at most QUIET_WAIT_S.
@@ -228,14 +229,19 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
 
     chunks = {"raw": halves(raw_ids), "service": halves(repliers)}
     turns: dict[str, list[Turn]] = {"raw": [], "service": []}
-    for n, side in enumerate(s for s in REPLY_TURNS if raw or s == "service"):
-        # Each turn starts on an idle worker and server: the one before has answered all it will.
-        await settle(ctx, [ctx.service_queue, ctx.raw_queue], min(ctx.by(10), prepared_by))
-        chunk = chunks[side][len(turns[side])]
-        ctx.say(f"replies: turn {n + 1} {side}, {len(chunk)} replies, {ctx.concurrency} in flight")
-        turn = await (_raw_turn(ctx, chunk) if side == "raw" else _service_turn(ctx, chunk, f"{prefix}{n}"))
-        turns[side].append(turn)
-        ctx.say(f"replies: turn {n + 1} {side}: {len(turn.answers)} answered")
+    with server_on_own_core(ctx.stack) if ctx.pin_server else contextlib.nullcontext() as pinned:
+        if ctx.pin_server:
+            ctx.say(f"replies: the Temporal server on a CPU of its own: {pinned}")
+        for n, side in enumerate(s for s in REPLY_TURNS if raw or s == "service"):
+            # Each turn starts on an idle worker and server: the one before has answered all it will.
+            await settle(ctx, [ctx.service_queue, ctx.raw_queue], min(ctx.by(10), prepared_by))
+            chunk = chunks[side][len(turns[side])]
+            ctx.say(f"replies: turn {n + 1} {side}, {len(chunk)} replies, {ctx.concurrency} in flight")
+            turn = await (
+                _raw_turn(ctx, chunk) if side == "raw" else _service_turn(ctx, chunk, f"{prefix}{n}")
+            )
+            turns[side].append(turn)
+            ctx.say(f"replies: turn {n + 1} {side}: {len(turn.answers)} answered")
     ours = pooled_turns(turns["service"])
     theirs = pooled_turns(turns["raw"]) if raw_ids else None
     rate, raw_rate = ours["replies_per_s"], theirs["replies_per_s"] if theirs else None
@@ -258,6 +264,8 @@ async def replies_phase(ctx: Ctx, count: int, prefix: int = 3, raw: bool = True)
         },
         "ratio": round(ratio, 3) if ratio is not None else None,
         "turn_order": [s for s in REPLY_TURNS if raw or s == "service"],
+        # Set by --pin-server: the CPUs the server and everything else were held to in the turns.
+        "server_on_own_core": pinned,
         "count": count,
         "workers_quiet_before": quiet,
         "create": created.figures(),

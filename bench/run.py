@@ -206,6 +206,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PHASE=N",
         help="override a phase's count, e.g. burst=200 for a quick try (targets then compare less well)",
     )
+    parser.add_argument(
+        "--pin-server",
+        action="store_true",
+        help="run the replies' turns (both sides) with the Temporal server on a CPU of its own and the rest"
+        " on the others",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the stacks' data folders and logs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON")
     args = parser.parse_args(argv)
@@ -486,6 +492,7 @@ def main_session(
                 concurrency=CONCURRENCY,
                 limits=limits(args),
                 say=say,
+                pin_server=args.pin_server,
             )
 
             async def two_workers(measure: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -731,6 +738,12 @@ def main(argv: list[str] | None = None) -> int:
         report.machine["load_average_at_start"] = load_average()
         report.settings["sizes"] = {k: v for k, v in sizes.items() if k in args.phases}
         report.settings["concurrency"] = CONCURRENCY
+        report.settings["pin_server"] = args.pin_server
+        if args.pin_server:
+            report.notes.append(
+                "--pin-server: in the replies' turns, both sides', the Temporal server ran on one CPU of its "
+                "own and every other process the bench started (the bench's own included) on the others."
+            )
         report.notes += [
             "create/burst/replies stack: SEND_RATE_PER_SECOND=0, so the service's own pacing does not throttle "
             "the burst; pacing is measured on stacks of their own with the service's default pacing and "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,54 @@ def machine_counters() -> dict[str, float]:
 
 def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
+
+
+def _set_cpus(pids: list[int], cpus: set[int]) -> int:
+    """Lets every thread of these processes run on `cpus` alone (threads and processes they start later
+    inherit it); answers how many threads were set. A process or thread gone meanwhile is skipped."""
+    done = 0
+    for pid in pids:
+        try:
+            threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in threads:
+            try:
+                os.sched_setaffinity(tid, cpus)
+                done += 1
+            except OSError:
+                pass
+    return done
+
+
+@contextlib.contextmanager
+def server_on_own_core(stack: Stack) -> Iterator[dict[str, Any] | None]:
+    """Within the block the stack's Temporal server runs on one CPU of its own and everything else the bench
+    started (the stack's other parts, PostgreSQL, the bench's process with its clients, fake provider and
+    raw worker, any extra worker) on the others: the server is then measured without the other processes
+    taking turns on its cores, as on a deployment where it has a machine of its own. Afterwards every one of
+    them may use every CPU again. Yields what was set; None (nothing set) on a machine with one CPU or a
+    stack whose processes cannot be read."""
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2 or stack.proc is None:
+        yield None
+        return
+    parts = stack_processes(stack.proc.pid, stack.run_info(), stack.data_dir)
+    server = parts.get("temporal", [])
+    if not server:
+        yield None
+        return
+
+    def others() -> list[int]:
+        mine = [os.getpid(), *descendants(os.getpid())]
+        fresh = stack_processes(stack.proc.pid, stack.run_info(), stack.data_dir) if stack.proc else {}
+        pids = set(mine) | {p for name, ps in fresh.items() if name != "temporal" for p in ps}
+        return sorted(pids - set(server))
+
+    own = {min(cpus)}
+    rest = cpus - own
+    try:
+        threads = _set_cpus(server, own) + _set_cpus(others(), rest)
+        yield {"server_cpus": sorted(own), "others_cpus": sorted(rest), "threads_set": threads}
+    finally:
+        _set_cpus(sorted(set(server) | set(others())), cpus)
