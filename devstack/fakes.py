@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,14 @@ class _Server(ThreadingHTTPServer):
     # lateness that would belong to the fake, not to the service.
     request_queue_size = 1024
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A sender killed or timed out while its answer is on the way has closed the connection; a provider
+        # carries on, and so does the fake, without a traceback per connection (a worker killed mid-burst
+        # left one for each send in flight).
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass
