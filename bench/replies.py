@@ -26,7 +26,7 @@ from bench.phases import (
 )
 from bench.raw import RawReply
 from bench.stats import summary
-from bench.system import cpu_seconds, cpu_spent, server_on_own_core
+from bench.system import cpu_seconds, cpu_spent, quiet_window, server_on_own_core
 
 # Before the replies' reminders are set up, the workers must have been this idle (a share of a core) over
 # a window of this many seconds, waiting at most QUIET_WAIT_S.
@@ -94,19 +94,12 @@ async def workers_quiet(ctx: Ctx, deadline: float) -> dict[str, Any]:
     not show the workflow tasks a burst leaves on the workers' sticky queues (after 6,000 sends, each one's
     next task replays it against a cache of 1,000, for about a minute), and replies set up on that tail
     share the cache with it: half of them then missed it."""
-    t0 = time.monotonic()
 
     def used() -> float:
         return sum(v for k, v in cpu_seconds(ctx.stack).items() if k.startswith("worker"))
 
-    before = used()
-    while time.time() < deadline:
-        await asyncio.sleep(QUIET_WINDOW_S)
-        now = used()
-        if now - before < QUIET_SHARE * QUIET_WINDOW_S:
-            return {"seconds": round(time.monotonic() - t0, 1), "quiet": True}
-        before = now
-    return {"seconds": round(time.monotonic() - t0, 1), "quiet": False}
+    waited, quiet = await quiet_window(used, QUIET_SHARE, QUIET_WINDOW_S, deadline)
+    return {"seconds": round(waited, 1), "quiet": quiet}
 
 
 async def _raw_replies_start(ctx: Ctx, count: int) -> list[str]:

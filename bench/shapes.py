@@ -32,7 +32,7 @@ from temporalio.client import Client
 from api.starts import search_attributes_of, summary_of
 from bench.load import run_batch
 from bench.raw import RawReply, RawReplyShaped, Recorder, raw_worker
-from bench.system import usage_of
+from bench.system import quiet_window, usage_of
 from devstack.embedded import TemporalDevServer, free_port
 from workflows.models import ReminderInput
 
@@ -75,15 +75,7 @@ async def _gathered(count: int, job: Callable[[int], Awaitable[Any]]) -> None:
 
 
 async def _quiet(pid: int, limit: float = QUIET_WAIT_S) -> float:
-    t0 = time.monotonic()
-    before = _cpu_s(pid)
-    while time.monotonic() - t0 < limit:
-        await asyncio.sleep(QUIET_WINDOW_S)
-        now = _cpu_s(pid)
-        if now - before < QUIET_SHARE * QUIET_WINDOW_S:
-            break
-        before = now
-    return time.monotonic() - t0
+    return (await quiet_window(lambda: _cpu_s(pid), QUIET_SHARE, QUIET_WINDOW_S, time.time() + limit))[0]
 
 
 async def measure(count: int, rounds: int) -> dict[str, list[tuple[float, float]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
 import os
@@ -318,3 +319,20 @@ def server_on_own_core(stack: Stack) -> Iterator[dict[str, Any] | None]:
         yield {"server_cpus": sorted(own), "others_cpus": sorted(rest), "threads_set": threads}
     finally:
         _set_cpus(sorted(set(server) | set(others())), cpus)
+
+
+async def quiet_window(
+    cpu_s: Callable[[], float], share: float, window_s: float, until: float
+) -> tuple[float, bool]:
+    """Waits until the processes `cpu_s` adds up have spent less than `share` of a core over a window of
+    `window_s` seconds, or until `until` (epoch seconds); answers how long it waited and whether they were
+    quiet by then."""
+    t0 = time.monotonic()
+    before = cpu_s()
+    while time.time() < until:
+        await asyncio.sleep(window_s)
+        now = cpu_s()
+        if now - before < share * window_s:
+            return time.monotonic() - t0, True
+        before = now
+    return time.monotonic() - t0, False

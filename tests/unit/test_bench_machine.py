@@ -1,18 +1,19 @@
-"""The bench's `--pin-server`: the server's threads on one CPU, every other process on the rest, and every
-one of them back on all CPUs afterwards."""
+"""Bench helpers around the machine: `--pin-server` (the server's threads on one CPU, every other process on
+the rest, and all back on every CPU afterwards), and waiting for processes to go quiet."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.system import server_on_own_core
+from bench.system import quiet_window, server_on_own_core
 
 CPUS = os.sched_getaffinity(0)
 pytestmark = pytest.mark.skipif(len(CPUS) < 2, reason="needs two CPUs to pin to")
@@ -74,3 +75,23 @@ def test_nothing_is_pinned_without_a_server(
     with server_on_own_core(stack) as pinned:  # type: ignore[arg-type]
         assert pinned is None
         assert _threads_cpus(procs["worker"].pid) == {frozenset(CPUS)}
+
+
+async def test_quiet_once_a_window_passes_under_the_share() -> None:
+    # CPU seconds read at each look: busy (0.5 s in a 0.01 s window), then idle.
+    readings = iter([0.0, 0.5, 1.0, 1.0])
+    waited, quiet = await quiet_window(lambda: next(readings), 0.05, 0.01, time.time() + 5)
+    assert quiet
+    assert waited < 5
+
+
+async def test_not_quiet_when_busy_to_the_deadline() -> None:
+    spent = [0.0]
+
+    def busy() -> float:
+        spent[0] += 1.0
+        return spent[0]
+
+    waited, quiet = await quiet_window(busy, 0.05, 0.01, time.time() + 0.1)
+    assert not quiet
+    assert waited >= 0.1
