@@ -306,19 +306,24 @@ def server_on_own_core(stack: Stack) -> Iterator[dict[str, Any] | None]:
         yield None
         return
 
-    def others() -> list[int]:
-        mine = [os.getpid(), *descendants(os.getpid())]
-        fresh = stack_processes(stack.proc.pid, stack.run_info(), stack.data_dir) if stack.proc else {}
-        pids = set(mine) | {p for name, ps in fresh.items() if name != "temporal" for p in ps}
-        return sorted(pids - set(server))
+    def others() -> set[int]:
+        pids = {os.getpid(), *descendants(os.getpid())}
+        try:
+            fresh = stack_processes(stack.proc.pid, stack.run_info(), stack.data_dir) if stack.proc else {}
+        except (OSError, ValueError, KeyError):
+            fresh = {}  # run.json mid-rewrite: the bench's own descendants still include the launcher's
+        pids |= {p for name, ps in fresh.items() if name != "temporal" for p in ps}
+        return pids - set(server)
 
     own = {min(cpus)}
     rest = cpus - own
+    pinned = others()
     try:
-        threads = _set_cpus(server, own) + _set_cpus(others(), rest)
+        threads = _set_cpus(server, own) + _set_cpus(sorted(pinned), rest)
         yield {"server_cpus": sorted(own), "others_cpus": sorted(rest), "threads_set": threads}
     finally:
-        _set_cpus(sorted(set(server) | set(others())), cpus)
+        # Those pinned, and whatever started since (a PostgreSQL backend inherits the postmaster's CPUs).
+        _set_cpus(sorted(set(server) | pinned | others()), cpus)
 
 
 async def quiet_window(
