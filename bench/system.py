@@ -306,24 +306,26 @@ def server_on_own_core(stack: Stack) -> Iterator[dict[str, Any] | None]:
         yield None
         return
 
-    def others() -> set[int]:
+    def others(parts: dict[str, list[int]]) -> set[int]:
         pids = {os.getpid(), *descendants(os.getpid())}
-        try:
-            fresh = stack_processes(stack.proc.pid, stack.run_info(), stack.data_dir) if stack.proc else {}
-        except (OSError, ValueError, KeyError):
-            fresh = {}  # run.json mid-rewrite: the bench's own descendants still include the launcher's
-        pids |= {p for name, ps in fresh.items() if name != "temporal" for p in ps}
+        pids |= {p for name, ps in parts.items() if name != "temporal" for p in ps}
         return pids - set(server)
+
+    def read_again() -> dict[str, list[int]]:
+        try:
+            return stack_processes(stack.proc.pid, stack.run_info(), stack.data_dir) if stack.proc else {}
+        except (OSError, ValueError, KeyError):
+            return {}  # run.json mid-rewrite: the bench's own descendants still include the launcher's
 
     own = {min(cpus)}
     rest = cpus - own
-    pinned = others()
+    pinned = others(parts)
     try:
         threads = _set_cpus(server, own) + _set_cpus(sorted(pinned), rest)
         yield {"server_cpus": sorted(own), "others_cpus": sorted(rest), "threads_set": threads}
     finally:
         # Those pinned, and whatever started since (a PostgreSQL backend inherits the postmaster's CPUs).
-        _set_cpus(sorted(set(server) | pinned | others()), cpus)
+        _set_cpus(sorted(set(server) | pinned | others(read_again())), cpus)
 
 
 async def quiet_window(

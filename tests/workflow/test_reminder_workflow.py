@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,9 +153,9 @@ async def start(env: WorkflowEnvironment, worker: Worker, inp: ReminderInput) ->
     return await start_reminder(env.client, inp, worker.task_queue)
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
+    while not await _holds(check):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
@@ -168,16 +169,19 @@ async def answered(
     await eventually(lambda: len(fakes.sent) == sent)
 
 
-async def idle(handle: WorkflowHandle, timeout: float = 10.0) -> None:
+async def _holds(check: Callable[[], bool | Awaitable[bool]]) -> bool:
+    result = check()
+    return await result if inspect.isawaitable(result) else result
+
+
+async def idle(handle: WorkflowHandle) -> None:
     """Waits until the workflow has no activity running and no workflow task pending."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+
+    async def is_idle() -> bool:
         raw = (await handle.describe()).raw_description
-        if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the workflow did not go idle in time")
-        await asyncio.sleep(0.05)
+        return not raw.pending_activities and not raw.HasField("pending_workflow_task")
+
+    await eventually(is_idle)
 
 
 async def record_history(handle: WorkflowHandle, name: str) -> None:
